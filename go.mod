@@ -1,0 +1,3 @@
+module github.com/enflow/enflow
+
+go 1.26.8
