@@ -1,0 +1,45 @@
+# enflow recipes. Run them through ./just (it installs `just` from npm when missing).
+# The two commands a new user needs:   ./just demo    and    ./just test
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export GOFLAGS := "-mod=readonly"
+shared := env_var_or_default("ENFLOW_SHARED", justfile_directory() / ".." / "shared")
+out := env_var_or_default("ENFLOW_OUT", "out")
+
+# List the recipes.
+default:
+    @./just --list
+
+# Install everything the project needs (Go modules, Node cross-check tools, system packages).
+setup: setup-go setup-js
+
+# Download Go modules and build the enflow binary into bin/.
+setup-go:
+    go mod download
+    go build -o bin/enflow ./pipeline/cmd/enflow
+
+# Node.js packages used to cross-check our Parquet/Arrow files (DuckDB, apache-arrow).
+setup-js:
+    cd tools/js && npm ci --silent --no-audit --no-fund
+
+# The main job: ETL of the shipped data, dataset statistics and metrics, a small flow.
+demo: setup-go
+    bin/enflow demo --shared {{shared}} --out {{out}}/demo
+
+# The full test suite: format, vet, unit + integration tests.
+test: setup
+    @echo "== gofmt"; test -z "$(gofmt -l $(git ls-files '*.go'))" || { gofmt -l $(git ls-files '*.go'); exit 1; }
+    @echo "== go vet"; go vet ./...
+    @echo "== go test"; CI="${CI:-}" ENFLOW_SHARED={{shared}} go test -count=1 -timeout 25m ./...
+
+# ETL of the shipped datasets into {{out}}/data.
+etl: setup-go
+    bin/enflow etl qm9 --npz {{shared}}/data/qm9/cormorant_qm9_test.npz --positional --out {{out}}/data
+    bin/enflow etl particles --system dw4 --data {{shared}}/data/dw4 --out {{out}}/data
+    bin/enflow etl particles --system lj13 --data {{shared}}/data/lj13 --out {{out}}/data
+
+# Go benchmarks (numbers go to out/bench).
+bench: setup-go
+    mkdir -p {{out}}/bench
+    go test -run '^$' -bench . -benchtime 5x ./gomlx_models/... | tee {{out}}/bench/go-bench.txt
