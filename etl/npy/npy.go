@@ -493,7 +493,7 @@ type Elem interface {
 
 // Write atomically writes data (C order) with the given shape to path as a little-endian
 // .npy file. With no shape, a 1-D array of len(data) is written. The product of shape must
-// equal len(data).
+// equal len(data). (uint64 data is written as <u8, which ReadInt64 does not accept.)
 func Write[T Elem](path string, data []T, shape ...int) error {
 	var buf bytes.Buffer
 	if err := Encode(&buf, data, shape...); err != nil {

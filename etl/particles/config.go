@@ -1,4 +1,3 @@
-// Package particles reads, generates and splits the DW4 and LJ13 particle-system datasets.
 package particles
 
 import "fmt"

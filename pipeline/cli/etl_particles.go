@@ -1,0 +1,288 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/enflow/enflow/etl/particles"
+	"github.com/enflow/enflow/etl/table"
+	"github.com/enflow/enflow/internal/shared"
+)
+
+func init() {
+	Register(&Command{
+		Name:    "etl particles",
+		Summary: "import DW4/LJ13 .npy samples (mean removed, energies, train/val/test) into Parquet/Arrow",
+		Run:     runETLParticles,
+	})
+	Register(&Command{
+		Name:    "etl mcmc",
+		Summary: "generate DW4/LJ13 samples by seeded multi-chain MCMC into a Parquet/Arrow file",
+		Run:     runETLMCMC,
+	})
+}
+
+// particlesListFlag collects a repeatable, comma-separated flag.
+type particlesListFlag struct{ vals *[]string }
+
+func (f particlesListFlag) String() string {
+	if f.vals == nil {
+		return ""
+	}
+	return strings.Join(*f.vals, ",")
+}
+
+func (f particlesListFlag) Set(s string) error {
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*f.vals = append(*f.vals, v)
+		}
+	}
+	return nil
+}
+
+// runETLParticles implements "enflow etl particles". The split rules (which rows go to
+// train, val and test for each input layout, in particular the LJ13 mapping of the DEM
+// files) are documented on particles.Import.
+func runETLParticles(ctx context.Context, env *Env, args []string) error {
+	var (
+		system, out, formats string
+		data                 []string
+		asJSON               bool
+	)
+	fs := NewFlagSet(env, "etl particles", "--system dw4|lj13 [--data DIR|FILE[,…]] --out DIR [flags]")
+	fs.StringVar(&system, "system", "", "particle `system`: dw4 or lj13")
+	fs.Var(particlesListFlag{&data}, "data", "input `directories or .npy files`, comma-separated or repeated (default: the shared data folder's dw4/ or lj13/)")
+	fs.StringVar(&out, "out", "", "output `directory` for {system}_{train,val,test}.{parquet,arrow}")
+	fs.StringVar(&formats, "format", "parquet,arrow", "output `formats`, comma-separated: parquet, arrow")
+	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
+	if err := Parse(fs, args); err != nil {
+		return err
+	}
+	sys, err := particles.SystemByName(system)
+	if err != nil {
+		return fmt.Errorf("%w: --system: %v", ErrUsage, err)
+	}
+	if out == "" {
+		return fmt.Errorf("%w: --out is required", ErrUsage)
+	}
+	exts, err := particlesFormats(formats)
+	if err != nil {
+		return err
+	}
+	if len(data) == 0 {
+		def := ""
+		if shared.Dir() != "" {
+			def = shared.Path("data", sys.Name)
+		}
+		if def == "" {
+			return fmt.Errorf("%w: --data not given and no shared data folder found (set ENFLOW_SHARED)", ErrUsage)
+		}
+		if _, err := os.Stat(def); err != nil {
+			return fmt.Errorf("%w: --data not given and the default %s is missing: %v", ErrUsage, def, err)
+		}
+		data = []string{def}
+	}
+
+	start := time.Now()
+	slog.Info("etl particles: importing", "system", sys.Name, "data", data)
+	d, err := particles.Import(sys, data)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	var writers []*table.ConfigWriter
+	abort := func() {
+		for _, w := range writers {
+			w.Abort()
+		}
+	}
+	var files []string
+	counts := map[string]int{}
+	means := map[string]float64{}
+	for _, split := range particles.SplitNames {
+		cs := d.Split(split)
+		counts[split] = len(cs)
+		means[split] = particles.MeanEnergy(cs)
+		for _, ext := range exts {
+			path := filepath.Join(out, fmt.Sprintf("%s_%s.%s", sys.Name, split, ext))
+			w, err := table.NewConfigWriter(path)
+			if err != nil {
+				abort()
+				return fmt.Errorf("etl particles: %w", err)
+			}
+			writers = append(writers, w)
+			files = append(files, path)
+			for i := range cs {
+				if i%4096 == 0 && ctx.Err() != nil {
+					abort()
+					return ctx.Err()
+				}
+				if err := w.Write(&cs[i]); err != nil {
+					abort()
+					return fmt.Errorf("etl particles: %s split row %d (source row %d): %w", split, i, cs[i].ID, err)
+				}
+			}
+		}
+	}
+	for i, w := range writers {
+		if err := w.Commit(); err != nil {
+			for _, rest := range writers[i+1:] {
+				rest.Abort()
+			}
+			return fmt.Errorf("etl particles: %w", err)
+		}
+	}
+	return Summary(env, asJSON, map[string]any{
+		"system":      sys.Name,
+		"layout":      d.Layout,
+		"data":        data,
+		"sources":     d.Sources,
+		"counts":      counts,
+		"mean_energy": means,
+		"files":       files,
+		"elapsed_s":   time.Since(start).Round(time.Millisecond).Seconds(),
+	})
+}
+
+func particlesFormats(s string) ([]string, error) {
+	var exts []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		switch {
+		case f == "":
+		case f != "parquet" && f != "arrow":
+			return nil, fmt.Errorf("%w: --format %q: want parquet and/or arrow", ErrUsage, f)
+		case !slices.Contains(exts, f):
+			exts = append(exts, f)
+		}
+	}
+	if len(exts) == 0 {
+		return nil, fmt.Errorf("%w: --format is empty", ErrUsage)
+	}
+	return exts, nil
+}
+
+// runETLMCMC implements "enflow etl mcmc".
+func runETLMCMC(ctx context.Context, env *Env, args []string) error {
+	var (
+		system, out, split, kernel string
+		asJSON, noProgress         bool
+	)
+	opt := particles.MCMCOptions{}
+	fs := NewFlagSet(env, "etl mcmc", "--system dw4|lj13 --n N [--seed S] --out FILE.parquet|FILE.arrow [flags]")
+	fs.StringVar(&system, "system", "", "particle `system`: dw4 or lj13")
+	fs.IntVar(&opt.N, "n", 0, "number of `samples`")
+	fs.Uint64Var(&opt.Seed, "seed", 1, "master random `seed` (chain c uses a stream derived from (seed, c))")
+	fs.StringVar(&out, "out", "", "output `file` (.parquet or .arrow)")
+	fs.StringVar(&split, "split", "mcmc", "value of the split column (may be empty)")
+	fs.StringVar(&kernel, "kernel", "", "MCMC `kernel`: "+strings.Join(particles.Kernels, ", ")+" (default hmc)")
+	fs.IntVar(&opt.Chains, "chains", 0, "independent `chains`, one goroutine each (default 16)")
+	fs.IntVar(&opt.BurnIn, "burn-in", -1, "burn-in `iterations` per chain; the step size adapts only here (default 2000)")
+	fs.IntVar(&opt.Thin, "thin", 0, "`iterations` between kept samples (default 10)")
+	fs.Float64Var(&opt.Step, "step", 0, "initial step `size` (default per kernel)")
+	fs.Float64Var(&opt.TargetAccept, "target-accept", 0, "target acceptance `rate` for burn-in adaptation (default per kernel)")
+	fs.IntVar(&opt.LeapfrogSteps, "leapfrog", 0, "HMC leapfrog `steps` per trajectory (default 20 for dw4, 10 for lj13)")
+	fs.BoolVar(&noProgress, "no-progress", false, "no progress bar on stderr")
+	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
+	if err := Parse(fs, args); err != nil {
+		return err
+	}
+	sys, err := particles.SystemByName(system)
+	if err != nil {
+		return fmt.Errorf("%w: --system: %v", ErrUsage, err)
+	}
+	if opt.N <= 0 {
+		return fmt.Errorf("%w: --n must be positive", ErrUsage)
+	}
+	if out == "" {
+		return fmt.Errorf("%w: --out is required", ErrUsage)
+	}
+	if _, err := table.FormatOf(out); err != nil {
+		return fmt.Errorf("%w: --out: %v", ErrUsage, err)
+	}
+	def := particles.DefaultMCMCOptions(sys)
+	opt.System = sys
+	opt.Kernel = kernel
+	if opt.BurnIn < 0 {
+		opt.BurnIn = def.BurnIn
+	}
+	if opt.LeapfrogSteps == 0 && (kernel == "" || kernel == particles.KernelHMC) {
+		opt.LeapfrogSteps = def.LeapfrogSteps
+	}
+
+	w, err := table.NewConfigWriter(out)
+	if err != nil {
+		return fmt.Errorf("etl mcmc: %w", err)
+	}
+	defer w.Abort()
+	progress, finish := particlesProgress(env.Stderr, opt.N, sys.Name+" mcmc", noProgress)
+	opt.Progress = progress
+	start := time.Now()
+	slog.Info("etl mcmc: sampling", "system", sys.Name, "n", opt.N, "seed", opt.Seed, "out", out)
+	st, err := particles.Sample(ctx, opt, func(c *particles.Config) error {
+		c.Split = split
+		return w.Write(c)
+	})
+	finish()
+	if err != nil {
+		return fmt.Errorf("etl mcmc: %w", err)
+	}
+	if err := w.Commit(); err != nil {
+		return fmt.Errorf("etl mcmc: %w", err)
+	}
+	return Summary(env, asJSON, map[string]any{
+		"system":             sys.Name,
+		"out":                out,
+		"samples":            st.Samples,
+		"seed":               opt.Seed,
+		"kernel":             st.Kernel,
+		"chains":             st.Chains,
+		"acceptance":         st.Acceptance,
+		"burn_in_acceptance": st.BurnInAcceptance,
+		"step_sizes":         st.StepSizes,
+		"mean_energy":        st.MeanEnergy,
+		"energy_std_err":     st.EnergyStdErr,
+		"std_energy":         st.StdEnergy,
+		"elapsed_s":          time.Since(start).Round(time.Millisecond).Seconds(),
+	})
+}
+
+// particlesProgress returns a progress callback and a finisher: a progress bar on a
+// terminal, otherwise a line per 10 % (nothing when off).
+func particlesProgress(w io.Writer, total int, desc string, off bool) (func(int), func()) {
+	if off {
+		return nil, func() {}
+	}
+	if f, ok := w.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+		step := max(1, total/10)
+		return func(n int) {
+			if n%step == 0 || n == total {
+				fmt.Fprintf(w, "%s: %d/%d samples\n", desc, n, total)
+			}
+		}, func() {}
+	}
+	bar := progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetItsString("samples"),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(200*time.Millisecond),
+	)
+	return func(n int) { bar.Set(n) }, func() { bar.Finish(); fmt.Fprintln(w) }
+}
