@@ -1,0 +1,186 @@
+// Package dynamics holds the E(n) equivariant velocity fields of E-NF (Satorras et al.,
+// "E(n) Equivariant Normalizing Flows", NeurIPS 2021, eq. 10: dz/dt = φ(z, t) with φ an EGNN),
+// in the form consumed by the ODE/CNF packages:
+//
+//	f(t, state) = EGNN(x = state, h = t)_x − x, with the per-sample mean over nodes removed,
+//
+// which is E(n) equivariant (rotations/reflections rotate f, translations leave it unchanged,
+// node permutations permute it) and mean-free, so the flow stays in the zero-centre-of-mass
+// subspace (REFERENCE.md §4.5).
+//
+// The EGNN variables live under ctx.In(Scope), mirroring PyTorch's "dynamics.egnn." module
+// path; to load a PyTorch checkpoint call egnn.ImportTorch(ctx.In(dynamics.Scope), prefix, cfg,
+// state) with the same cfg the Func was built with (after the overrides documented on each
+// constructor).
+//
+// Only matrix products, element-wise ops, reductions and reshapes are used (no Slice/Concatenate),
+// so the Funcs can be differentiated twice on SimpleGo (Hutchinson trace training).
+package dynamics
+
+import (
+	"fmt"
+
+	"github.com/enflow/enflow/gomlx_models/egnn"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// Scope is the sub-scope of ctx that holds the EGNN variables.
+const Scope = "egnn"
+
+// Func is a velocity field. t is a scalar; state is (B, N, C); mask is (B, N) of 0/1 or nil (all nodes real).
+// It returns (B, N, C). Trainable parameters live in ctx.
+type Func func(ctx *context.Context, t, state, mask *Node) *Node
+
+// ParticleConfig returns cfg with the fields fixed by the particle dynamics set: InNodeF = 1
+// (time), EdgeAttrF = 1 (squared distance), OutNodeF = 0 (h_out unused). Use it for
+// egnn.ImportTorch.
+func ParticleConfig(cfg egnn.Config) egnn.Config {
+	cfg.InNodeF, cfg.EdgeAttrF, cfg.OutNodeF = 1, 1, 0
+	return cfg.WithDefaults()
+}
+
+// Particle returns the DW4/LJ13 E-NF dynamics (REFERENCE §4.5, "EGNN_dynamics"): h_in = t (one feature per node),
+// edge_attr = squared distance, all i≠j edges, EGNN(hidden 32, 3 layers, attention, tanh, coords_range 15/3),
+// velocity = x_L − x with the per-sample mean over nodes removed. C = D (positions only).
+//
+// cfg is typically egnn.ParticleConfig() (with DType set to match state); InNodeF, EdgeAttrF and
+// OutNodeF are overridden as in ParticleConfig. With a mask, padded nodes are zeroed on input,
+// take no part in messages, get zero velocity, and the mean is taken over real nodes only.
+func Particle(cfg egnn.Config) Func {
+	cfg = ParticleConfig(cfg)
+	return func(ctx *context.Context, t, state, mask *Node) *Node {
+		checkState(cfg, state, -1)
+		dims := state.Shape().Dimensions
+		b, n := dims[0], dims[1]
+		nodeMask := nodeMask3(mask, b, n)
+		x := state
+		if nodeMask != nil {
+			x = Mul(x, nodeMask)
+		}
+		h := BroadcastToDims(Reshape(timeScalar(cfg, t), 1, 1, 1), b, n, 1)
+		_, radial := egnn.PairDiff(x)
+		_, xL := egnn.EGNN(ctx.In(Scope), cfg, h, x, radial, nodeMask, nil)
+		return removeMean(Sub(xL, x), nodeMask)
+	}
+}
+
+// QM9Config returns cfg with the fields fixed by the QM9 dynamics for a state of C channels
+// (3 coordinates + C−3 features): InNodeF = OutNodeF = C−3+1 (features + time), EdgeAttrF = 1.
+func QM9Config(cfg egnn.Config, channels int) egnn.Config {
+	cfg.InNodeF, cfg.OutNodeF, cfg.EdgeAttrF = channels-3+1, channels-3+1, 1
+	return cfg.WithDefaults()
+}
+
+// QM9 returns the QM9 E-NF dynamics (REFERENCE §4.5, EGNN_dynamics_QM9._forward) for states
+// (B, N, 3+F) = [x, h]:
+//
+//	x = state_x·mask, h_in = [state_h·mask, t] (time appended as the last feature),
+//	edge_attr = ‖x_i − x_j‖² of the input x, edges = all i≠j pairs of real nodes,
+//	(h_out, x_L) = EGNN(h_in, x), vel_x = (x_L − x)·mask minus its masked mean over nodes,
+//	vel_h = h_out without its last (time) column; output [vel_x, vel_h].
+//
+// cfg is typically egnn.QM9Config(); InNodeF, OutNodeF and EdgeAttrF are set from the state
+// width as in QM9Config. Slicing and concatenation along the channel axis are done with
+// constant selection matrices (matrix products), keeping the Func twice differentiable on
+// SimpleGo.
+//
+// Status: sketch for the QM9 engineer — tested for equivariance, padding invariance and
+// mean-freeness, not yet against the published checkpoint (REFERENCE §4.7).
+func QM9(cfg egnn.Config) Func {
+	return func(ctx *context.Context, t, state, mask *Node) *Node {
+		if state.Rank() != 3 || state.Shape().Dimensions[2] < 4 {
+			panic(fmt.Sprintf("dynamics.QM9: state must be (B,N,3+F) with F ≥ 1, got %s", state.Shape()))
+		}
+		dims := state.Shape().Dimensions
+		b, n, c := dims[0], dims[1], dims[2]
+		f := c - 3
+		ecfg := QM9Config(cfg, c)
+		checkState(ecfg, state, c)
+		g := state.Graph()
+		dt := ecfg.DType
+		nodeMask := nodeMask3(mask, b, n)
+		if nodeMask != nil {
+			state = Mul(state, nodeMask)
+		}
+		// Channel selection matrices: state·selX = x (C×3), state·selH = h (C×F);
+		// h·embedH + t·lastCol = [h, t] (F×(F+1)); hOut·dropT = hOut[:, :F] ((F+1)×F).
+		x := denseConst(state, selection(g, dt, c, 3, 0, 0))
+		h := denseConst(state, selection(g, dt, c, f, 3, 0))
+		hIn := denseConst(h, selection(g, dt, f, f+1, 0, 0))
+		lastCol := make([]float64, f+1)
+		lastCol[f] = 1
+		tCol := Mul(Reshape(timeScalar(ecfg, t), 1, 1, 1), Reshape(ConstAsDType(g, dt, lastCol), 1, 1, f+1))
+		hIn = Add(hIn, tCol)
+		_, radial := egnn.PairDiff(x)
+		hOut, xL := egnn.EGNN(ctx.In(Scope), ecfg, hIn, x, radial, nodeMask, nil)
+		velX := Sub(xL, x)
+		if nodeMask != nil {
+			velX = Mul(velX, nodeMask)
+		}
+		velX = removeMean(velX, nodeMask)
+		velH := denseConst(hOut, selection(g, dt, f+1, f, 0, 0))
+		// [vel_x, vel_h] = vel_x·selXᵀ + vel_h·selHᵀ.
+		return Add(denseConst(velX, selection(g, dt, 3, c, 0, 0)), denseConst(velH, selection(g, dt, f, c, 0, 3)))
+	}
+}
+
+func checkState(cfg egnn.Config, state *Node, channels int) {
+	if state.Rank() != 3 {
+		panic(fmt.Sprintf("dynamics: state must be (B,N,C), got %s", state.Shape()))
+	}
+	if state.DType() != cfg.DType {
+		panic(fmt.Sprintf("dynamics: state dtype %s differs from the model's Config.DType %s", state.DType(), cfg.DType))
+	}
+	if channels > 0 && state.Shape().Dimensions[2] != channels {
+		panic(fmt.Sprintf("dynamics: state must have %d channels, got %s", channels, state.Shape()))
+	}
+}
+
+// nodeMask3 reshapes a (B,N) mask to (B,N,1); nil stays nil.
+func nodeMask3(mask *Node, b, n int) *Node {
+	if mask == nil {
+		return nil
+	}
+	return Reshape(mask, b, n, 1)
+}
+
+// timeScalar returns t as a scalar of the model dtype.
+func timeScalar(cfg egnn.Config, t *Node) *Node {
+	if t.Shape().Size() != 1 {
+		panic(fmt.Sprintf("dynamics: t must be a scalar, got %s", t.Shape()))
+	}
+	t = Reshape(t)
+	if t.DType() != cfg.DType {
+		t = ConvertDType(t, cfg.DType)
+	}
+	return t
+}
+
+// removeMean subtracts the per-sample mean over nodes of v (B,N,D): over all nodes when
+// nodeMask is nil, otherwise over real nodes only (ENF remove_mean_with_mask), keeping padded
+// entries at zero. A sample with no real nodes gets zero velocity (PyTorch would give NaN).
+func removeMean(v, nodeMask *Node) *Node {
+	if nodeMask == nil {
+		return Sub(v, ReduceAndKeep(v, ReduceMean, 1))
+	}
+	count := ReduceAndKeep(nodeMask, ReduceSum, 1)     // (B,1,1)
+	count = Max(count, OnesLike(count))                // avoid 0/0 for empty samples
+	mean := Div(ReduceAndKeep(v, ReduceSum, 1), count) // (B,1,D)
+	return Sub(v, Mul(mean, nodeMask))
+}
+
+// selection returns the constant (rows, cols) matrix with ones at (rowOff+k, colOff+k).
+func selection(g *Graph, dt dtypes.DType, rows, cols, rowOff, colOff int) *Node {
+	data := make([]float64, rows*cols)
+	for k := 0; rowOff+k < rows && colOff+k < cols; k++ {
+		data[(rowOff+k)*cols+colOff+k] = 1
+	}
+	return Reshape(ConstAsDType(g, dt, data), rows, cols)
+}
+
+// denseConst is x·w over the last axis of x.
+func denseConst(x, w *Node) *Node {
+	return DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{0}, nil)
+}

@@ -1,0 +1,288 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/term"
+
+	"github.com/enflow/enflow/etl/particles"
+	"github.com/enflow/enflow/gomlx_models/backend"
+	"github.com/enflow/enflow/pipeline/train"
+)
+
+func init() {
+	Register(&Command{
+		Name:    "train",
+		Summary: "train an E-NF on DW4/LJ13 (checkpoints, best-val model, metrics; --resume)",
+		Run:     runTrain,
+	})
+}
+
+// trainFlags are the flags of "enflow train".
+type trainFlags struct {
+	dataset, data, out                  string
+	nData, epochs, testEvery, batch     int
+	evalBatch, maxSteps, keep, evalN    int
+	lr, wd                              float64
+	seed                                uint64
+	model, dtype                        string
+	hidden, layers                      int
+	solver, trace, noise, grad          string
+	valTrace, testTrace                 string
+	rtol, atol                          float64
+	steps                               int
+	backendSpec                         string
+	resume, asJSON, noProgress, verbose bool
+}
+
+func runTrain(ctx context.Context, env *Env, args []string) error {
+	var f trainFlags
+	fs := NewFlagSet(env, "train", "--dataset dw4|lj13 --data DIR --out DIR --n-data N [flags]  |  --out DIR --resume")
+	fs.StringVar(&f.dataset, "dataset", "", "particle `system`: dw4 or lj13")
+	fs.StringVar(&f.data, "data", "", "ETL `directory` holding {dataset}_{train,val,test}.parquet")
+	fs.StringVar(&f.out, "out", "", "run `directory` (checkpoints, best/, metrics.csv/.parquet, result.json)")
+	fs.IntVar(&f.nData, "n-data", 0, "train on the first `N` rows of the train split")
+	fs.IntVar(&f.epochs, "epochs", 0, "`epochs` (default: the paper's sweep value for n-data)")
+	fs.IntVar(&f.testEvery, "test-every", 0, "evaluate val/test after epochs e with e % `K` == 0 (default: sweep value)")
+	fs.IntVar(&f.batch, "batch", 0, "training batch `size` (default: sweep value, 100 except LJ13 n-data 10)")
+	fs.IntVar(&f.evalBatch, "eval-batch", 100, "validation/test batch `size`")
+	fs.Float64Var(&f.lr, "lr", 5e-4, "AdamW learning `rate`")
+	fs.Float64Var(&f.wd, "wd", 1e-12, "AdamW decoupled weight `decay` (AMSGrad on)")
+	fs.Uint64Var(&f.seed, "seed", 1, "random `seed` (model initialisation, data order, Hutchinson noise)")
+	fs.StringVar(&f.model, "model", "enf", "model `kind`: enf, or gaussian (a tiny stand-in for smoke tests)")
+	fs.StringVar(&f.dtype, "dtype", "float32", "model `dtype`: float32 or float64")
+	fs.IntVar(&f.hidden, "hidden", 32, "EGNN hidden `features`")
+	fs.IntVar(&f.layers, "layers", 3, "EGNN `layers`")
+	fs.StringVar(&f.solver, "solver", "dopri5", "ODE `solver`: dopri5, rk4 or euler")
+	fs.Float64Var(&f.rtol, "rtol", 1e-4, "adaptive solver relative `tolerance`")
+	fs.Float64Var(&f.atol, "atol", 1e-4, "adaptive solver absolute `tolerance`")
+	fs.IntVar(&f.steps, "steps", 0, "fixed-step solver `steps`")
+	fs.StringVar(&f.trace, "trace", "hutchinson", "training trace `estimator`: hutchinson or exact")
+	fs.StringVar(&f.noise, "noise", "rademacher", "Hutchinson `noise`: rademacher or gaussian")
+	fs.StringVar(&f.grad, "grad", "adjoint", "gradient `method`: adjoint or backprop")
+	fs.StringVar(&f.valTrace, "val-trace", "", "validation trace `estimator` (default: exact for dw4, the training trace for lj13)")
+	fs.StringVar(&f.testTrace, "test-trace", "", "test trace `estimator` (default: exact for dw4, the training trace for lj13)")
+	fs.StringVar(&f.backendSpec, "backend", "", "GoMLX `backend` (default $GOMLX_BACKEND, else SimpleGo)")
+	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its last checkpoint")
+	fs.IntVar(&f.maxSteps, "max-steps-per-epoch", 0, "cap the training `batches` per epoch (quick runs)")
+	fs.IntVar(&f.evalN, "eval-n", 0, "validate/test on the first `N` rows of val/test only (quick runs; default all)")
+	fs.IntVar(&f.keep, "keep", 3, "`checkpoints` to keep besides best")
+	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress bar on stderr")
+	fs.BoolVar(&f.verbose, "v", false, "debug logging")
+	fs.BoolVar(&f.asJSON, "json", false, "print the summary as one JSON object")
+	if err := Parse(fs, args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if f.out == "" {
+		return fmt.Errorf("%w: --out is required", ErrUsage)
+	}
+	if f.resume {
+		info, err := train.LoadRunInfo(f.out)
+		if err != nil {
+			return fmt.Errorf("%w: --resume: %v", ErrUsage, err)
+		}
+		f.fillFromRunInfo(info, set)
+	}
+	switch {
+	case f.dataset == "":
+		return fmt.Errorf("%w: --dataset is required", ErrUsage)
+	case f.data == "":
+		return fmt.Errorf("%w: --data is required", ErrUsage)
+	case f.nData <= 0:
+		return fmt.Errorf("%w: --n-data must be positive", ErrUsage)
+	}
+	sys, err := particles.SystemByName(f.dataset)
+	if err != nil {
+		return fmt.Errorf("%w: --dataset: %v", ErrUsage, err)
+	}
+	sched, exact, err := train.DefaultSchedule(sys.Name, f.nData)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if f.epochs > 0 {
+		sched.Epochs = f.epochs
+	}
+	if f.testEvery > 0 {
+		sched.TestEvery = f.testEvery
+	}
+	if f.batch > 0 {
+		sched.Batch = f.batch
+	}
+	evalTrace := f.trace
+	if sys.Name == particles.DW4.Name {
+		evalTrace = "exact" // en_flows test() switches DW4 to the exact trace for val and test.
+	}
+	if f.valTrace == "" {
+		f.valTrace = evalTrace
+	}
+	if f.testTrace == "" {
+		f.testTrace = evalTrace
+	}
+
+	logger := newCLILogger(env.Stderr, f.verbose)
+	if !exact && !(set["epochs"] && set["test-every"] && set["batch"]) {
+		logger.Warn("n-data is not one of the paper's sweep values; using the schedule of the nearest one",
+			"n_data", f.nData, "epochs", sched.Epochs, "test_every", sched.TestEvery, "batch", sched.Batch)
+	}
+
+	spec := train.DefaultSpec(sys.Name, sys.Particles, sys.Dim)
+	spec.Kind, spec.DType, spec.Seed = f.model, f.dtype, f.seed
+	spec.EGNN.Hidden, spec.EGNN.Layers = f.hidden, f.layers
+	spec.CNF = train.CNFSpec{Solver: f.solver, RTol: f.rtol, ATol: f.atol, Steps: f.steps, Trace: f.trace,
+		Noise: f.noise, Grad: f.grad, MaxSteps: spec.CNF.MaxSteps}
+	if f.resume {
+		saved, err := train.LoadSpec(f.out)
+		if err != nil {
+			return err
+		}
+		spec = *saved
+	}
+	dtype, err := spec.GoDType()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+
+	var ds [3]*train.ParticleDataset
+	for i, split := range []string{"train", "val", "test"} {
+		if ds[i], err = train.LoadParticleSplit(f.data, sys, split, dtype); err != nil {
+			return err
+		}
+	}
+	if f.nData > ds[0].Len() {
+		return fmt.Errorf("%w: --n-data %d but %s has %d rows", ErrUsage, f.nData, train.SplitPath(f.data, sys.Name, "train"), ds[0].Len())
+	}
+	if ds[0], err = ds[0].Head(f.nData); err != nil {
+		return err
+	}
+	if f.evalN > 0 {
+		for i := 1; i < 3; i++ {
+			if ds[i], err = ds[i].Head(min(f.evalN, ds[i].Len())); err != nil {
+				return err
+			}
+		}
+	}
+
+	b, err := backend.New(f.backendSpec)
+	if err != nil {
+		return fmt.Errorf("%w: --backend: %v", ErrUsage, err)
+	}
+	defer b.Finalize()
+
+	absData, err := filepath.Abs(f.data)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if err := os.MkdirAll(f.out, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	info := &train.RunInfo{Dataset: sys.Name, DataDir: absData, NData: f.nData, Schedule: sched, LR: f.lr,
+		Seed: f.seed, ValTrace: f.valTrace, TestTrace: f.testTrace}
+
+	opts := train.Options{
+		Backend: b, Spec: spec, Train: ds[0], Val: ds[1], Test: ds[2], OutDir: f.out,
+		Schedule: sched, EvalBatch: f.evalBatch, LearningRate: f.lr, WeightDecay: f.wd, Seed: f.seed,
+		ValTrace: f.valTrace, TestTrace: f.testTrace, MaxStepsEpoch: f.maxSteps, Keep: f.keep,
+		Resume: f.resume, Logger: logger,
+	}
+	if f.wd == 0 {
+		opts.WeightDecay = -1 // explicit zero
+	}
+	if !f.noProgress && trainIsTerminal(env.Stderr) {
+		opts.Progress = env.Stderr
+	}
+	if !f.resume {
+		// Refuse early (before run.json is overwritten) if the directory already holds a run.
+		if _, err := train.ResolveCheckpointDir(f.out, "last"); err == nil {
+			return fmt.Errorf("%w: %s already holds checkpoints: add --resume or choose another --out", ErrUsage, f.out)
+		}
+	}
+	if err := train.SaveRunInfo(f.out, info); err != nil {
+		return err
+	}
+	res, runErr := train.Run(ctx, opts)
+	if res == nil {
+		return runErr
+	}
+	if err := Summary(env, f.asJSON, map[string]any{
+		"out_dir":        res.OutDir,
+		"dataset":        sys.Name,
+		"n_data":         f.nData,
+		"epochs":         res.Epochs,
+		"steps":          res.Steps,
+		"best_epoch":     res.BestEpoch,
+		"best_val_nll":   nanToNil(res.BestValNLL),
+		"test_nll":       nanToNil(res.BestTestNLL),
+		"last_train_nll": nanToNil(res.LastTrain),
+		"wall_s":         math.Round(res.WallS*1000) / 1000,
+		"interrupted":    res.Interrupted,
+	}); err != nil {
+		return errors.Join(runErr, err)
+	}
+	return runErr
+}
+
+// fillFromRunInfo takes the values of a resumed run for the flags not given explicitly.
+func (f *trainFlags) fillFromRunInfo(info *train.RunInfo, set map[string]bool) {
+	if !set["dataset"] {
+		f.dataset = info.Dataset
+	}
+	if !set["data"] {
+		f.data = info.DataDir
+	}
+	if !set["n-data"] {
+		f.nData = info.NData
+	}
+	if !set["epochs"] {
+		f.epochs = info.Schedule.Epochs
+	}
+	if !set["test-every"] {
+		f.testEvery = info.Schedule.TestEvery
+	}
+	if !set["batch"] {
+		f.batch = info.Schedule.Batch
+	}
+	if !set["lr"] && info.LR > 0 {
+		f.lr = info.LR
+	}
+	if !set["seed"] {
+		f.seed = info.Seed
+	}
+	if !set["val-trace"] {
+		f.valTrace = info.ValTrace
+	}
+	if !set["test-trace"] {
+		f.testTrace = info.TestTrace
+	}
+}
+
+// newCLILogger logs text records to w (stderr).
+func newCLILogger(w io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func trainIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// nanToNil maps NaN/Inf to nil so that the JSON summary stays valid.
+func nanToNil(x float64) any {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil
+	}
+	return x
+}

@@ -1,0 +1,224 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/enflow/enflow/etl/atomicfile"
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// Stats reports the solver work of one model call.
+type Stats struct {
+	NFEForward  int // dynamics evaluations of the forward solve(s)
+	NFEBackward int // dynamics evaluations of the adjoint / backward solve(s)
+}
+
+// Add accumulates o into s.
+func (s *Stats) Add(o Stats) {
+	s.NFEForward += o.NFEForward
+	s.NFEBackward += o.NFEBackward
+}
+
+// Model is what the driver needs of a flow. Positions x are [batch, nodes, dim] tensors of the
+// spec's dtype, mask is [batch, nodes] (1 for a present node). Implementations own their compiled
+// graphs; all trainable state is in the context variables returned by Variables, in the order
+// of the gradients returned by LossAndGrad.
+type Model interface {
+	// LossAndGrad returns the training loss, the batch-mean NLL, and the gradients of the loss
+	// with respect to Variables(). seed drives all randomness (e.g. Hutchinson noise).
+	LossAndGrad(x, mask *tensors.Tensor, seed uint64) (loss, nll float64, grads []*tensors.Tensor, st Stats, err error)
+	// LogLikelihood returns log p(x) per configuration (nats, in the mean-free subspace).
+	LogLikelihood(x, mask *tensors.Tensor, seed uint64) ([]float64, Stats, error)
+	// Sample draws batch configurations [batch, nodes, dims].
+	Sample(batch, nodes, dims int, mask *tensors.Tensor, seed uint64) (*tensors.Tensor, Stats, error)
+	// Variables are the trainable variables, in gradient order.
+	Variables() []*context.Variable
+}
+
+// ModelSpec fully describes a model, so eval and sample can rebuild it from a run directory
+// (it is stored there as model.json).
+type ModelSpec struct {
+	// Kind selects the builder registered with RegisterModel: "enf" (E-NF: EGNN dynamics in a
+	// CNF), "gaussian" (a tiny per-axis scaled Gaussian flow, the test stand-in), or a baseline
+	// (BaselineKinds: "simple", "kernel", "gnf", "gnf-att", "gnf-att-aug"; model_baselines.go).
+	Kind   string   `json:"kind"`
+	System string   `json:"system"` // "dw4" or "lj13"
+	Nodes  int      `json:"nodes"`
+	Dim    int      `json:"dim"`
+	DType  string   `json:"dtype"` // "float32" or "float64"
+	EGNN   EGNNSpec `json:"egnn"`
+	CNF    CNFSpec  `json:"cnf"`
+	Seed   uint64   `json:"seed"` // initialisation seed of the model variables
+	// Baseline is the velocity-field configuration of the baseline kinds (nil otherwise).
+	Baseline *BaselineSpec `json:"baseline,omitempty"`
+	// Augment is a training-batch augmentation applied by the driver: "" (none) or "rotation"
+	// (a uniformly random rotation per configuration; set for "gnf-att-aug").
+	Augment string `json:"augment,omitempty"`
+}
+
+// EGNNSpec is the EGNN dynamics configuration (en_flows egnn_dynamics defaults for DW4/LJ13:
+// nf 32, 3 layers, attention, tanh, coords_range 15, condition_time, sum aggregation).
+type EGNNSpec struct {
+	Hidden    int  `json:"hidden"`
+	Layers    int  `json:"layers"`
+	Attention bool `json:"attention"`
+	Tanh      bool `json:"tanh"`
+	// CoordsRange is en_flows' coords_range argument of EGNN_dynamics (15), split evenly over
+	// the layers (each layer's tanh range is CoordsRange/Layers); 0 means 15.
+	CoordsRange float64 `json:"coords_range"`
+}
+
+// CNFSpec is the continuous-flow configuration (mirrors cnf.Config).
+type CNFSpec struct {
+	Solver    string  `json:"solver"` // dopri5 | rk4 | euler
+	RTol      float64 `json:"rtol"`
+	ATol      float64 `json:"atol"`
+	Steps     int     `json:"steps"` // fixed-step solvers
+	Trace     string  `json:"trace"` // exact | hutchinson
+	Noise     string  `json:"noise"` // gaussian | rademacher
+	Grad      string  `json:"grad"`  // adjoint | backprop
+	RegWeight float64 `json:"reg_weight"`
+	MaxSteps  int     `json:"max_steps"`
+}
+
+// DefaultSpec returns the E-NF configuration of the paper for system sys (REFERENCE §1.4,
+// §4.6): EGNN nf 32 × 3 layers with attention and tanh, dopri5 rtol = atol = 1e-4, adjoint
+// gradients, Rademacher Hutchinson trace for training, float32.
+func DefaultSpec(sys string, nodes, dim int) ModelSpec {
+	return ModelSpec{
+		Kind: "enf", System: sys, Nodes: nodes, Dim: dim, DType: "float32",
+		EGNN: EGNNSpec{Hidden: 32, Layers: 3, Attention: true, Tanh: true, CoordsRange: 15},
+		CNF: CNFSpec{Solver: "dopri5", RTol: 1e-4, ATol: 1e-4, Trace: "hutchinson", Noise: "rademacher",
+			Grad: "adjoint", MaxSteps: 10000},
+		Seed: 0,
+	}
+}
+
+// GoDType returns the spec's dtype.
+func (s *ModelSpec) GoDType() (dtypes.DType, error) {
+	switch s.DType {
+	case "", "float32":
+		return dtypes.Float32, nil
+	case "float64":
+		return dtypes.Float64, nil
+	}
+	return dtypes.InvalidDType, fmt.Errorf("train: unsupported dtype %q (want float32 or float64)", s.DType)
+}
+
+// Validate checks the spec's basic consistency.
+func (s *ModelSpec) Validate() error {
+	if s.Kind == "" {
+		return fmt.Errorf("train: model spec without kind")
+	}
+	if s.Nodes <= 0 || s.Dim <= 0 {
+		return fmt.Errorf("train: model spec nodes=%d dim=%d must be positive", s.Nodes, s.Dim)
+	}
+	if _, err := s.GoDType(); err != nil {
+		return err
+	}
+	return validAugment(s.Augment)
+}
+
+// DoF is the number of degrees of freedom of a mean-free configuration, (nodes−1)·dim.
+func (s *ModelSpec) DoF() int { return (s.Nodes - 1) * s.Dim }
+
+// ModelFileName is the name of the model spec in a run directory.
+const ModelFileName = "model.json"
+
+// SaveSpec writes spec as dir/model.json atomically.
+func SaveSpec(dir string, spec *ModelSpec) error {
+	data, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("train: encoding model spec: %w", err)
+	}
+	path := filepath.Join(dir, ModelFileName)
+	f, err := atomicfile.Create(path)
+	if err != nil {
+		return fmt.Errorf("train: writing %s: %w", path, err)
+	}
+	defer f.Abort()
+	if _, err := f.Write(append(data, '\n')); err != nil {
+		return fmt.Errorf("train: writing %s: %w", path, err)
+	}
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("train: writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadSpec reads dir/model.json.
+func LoadSpec(dir string) (*ModelSpec, error) {
+	path := filepath.Join(dir, ModelFileName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("train: reading model spec: %w", err)
+	}
+	spec := &ModelSpec{}
+	if err := json.Unmarshal(data, spec); err != nil {
+		return nil, fmt.Errorf("train: decoding %s: %w", path, err)
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("train: %s: %w", path, err)
+	}
+	return spec, nil
+}
+
+// BuildFunc builds a model of spec whose variables live in ctx. Several models built over the
+// same ctx (e.g. a training model with a Hutchinson trace and an evaluation model with the exact
+// trace) must share their variables.
+type BuildFunc func(b backends.Backend, ctx *context.Context, spec *ModelSpec) (Model, error)
+
+var (
+	buildersMu sync.Mutex
+	builders   = map[string]BuildFunc{}
+)
+
+// RegisterModel registers a model builder under kind (called from init functions).
+func RegisterModel(kind string, fn BuildFunc) {
+	buildersMu.Lock()
+	defer buildersMu.Unlock()
+	builders[kind] = fn
+}
+
+// BuildModel builds the model of spec with the registered builder of spec.Kind.
+func BuildModel(b backends.Backend, ctx *context.Context, spec *ModelSpec) (m Model, err error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	buildersMu.Lock()
+	fn, ok := builders[spec.Kind]
+	buildersMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("train: unknown model kind %q (known: %v)", spec.Kind, ModelKinds())
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			m, err = nil, fmt.Errorf("train: building %s model: %v", spec.Kind, r)
+		}
+	}()
+	m, err = fn(b, ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("train: building %s model: %w", spec.Kind, err)
+	}
+	return m, nil
+}
+
+// ModelKinds lists the registered model kinds.
+func ModelKinds() []string {
+	buildersMu.Lock()
+	defer buildersMu.Unlock()
+	out := make([]string, 0, len(builders))
+	for k := range builders {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,477 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/enflow/enflow/etl/atomicfile"
+	"github.com/enflow/enflow/gomlx_models/optim"
+	"github.com/gomlx/gomlx/backends"
+	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/context/checkpoints"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/schollz/progressbar/v3"
+)
+
+// ErrInterrupted is returned (wrapped) by Run when its context was cancelled: a checkpoint of
+// the exact position was written and the run can be resumed.
+var ErrInterrupted = errors.New("training interrupted")
+
+// Options configures Run.
+type Options struct {
+	Backend backends.Backend
+	// Spec is the model to train. Ignored when resuming (the run directory's model.json wins).
+	Spec ModelSpec
+	// Train, Val and Test are the splits; Train should already be cut to the first n_data rows.
+	Train, Val, Test Dataset
+	// OutDir is the run directory (see the layout in checkpoint.go).
+	OutDir string
+
+	Schedule      Schedule
+	EvalBatch     int     // validation/test batch size (default 100)
+	LearningRate  float64 // default 5e-4
+	WeightDecay   float64 // default 1e-12 (a negative value means 0)
+	Seed          uint64  // data order and per-step seeds (the model init uses Spec.Seed)
+	ValTrace      string  // trace estimator for validation ("" = Spec.CNF.Trace)
+	TestTrace     string  // trace estimator for test ("" = Spec.CNF.Trace; DW4 uses "exact")
+	MaxStepsEpoch int     // > 0 caps the batches per epoch (quick runs)
+	Keep          int     // checkpoints kept besides best (default 3)
+	// Resume continues from the last checkpoint of OutDir. Without it, OutDir must not hold
+	// checkpoints already.
+	Resume bool
+	// Progress, if not nil, receives a progress bar (typically os.Stderr).
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// Result summarises a run.
+type Result struct {
+	OutDir      string  `json:"out_dir"`
+	Epochs      int     `json:"epochs"`     // epochs completed
+	Steps       int64   `json:"steps"`      // optimizer steps taken
+	BestEpoch   int     `json:"best_epoch"` // -1 if never evaluated
+	BestValNLL  float64 `json:"best_val_nll"`
+	BestTestNLL float64 `json:"test_nll"` // test NLL at the best validation epoch: the reported number
+	LastTrain   float64 `json:"last_train_nll"`
+	WallS       float64 `json:"wall_s"`
+	Interrupted bool    `json:"interrupted"`
+}
+
+func (o *Options) defaults() {
+	if o.EvalBatch <= 0 {
+		o.EvalBatch = 100
+	}
+	if o.LearningRate <= 0 {
+		o.LearningRate = 5e-4
+	}
+	if o.WeightDecay == 0 {
+		o.WeightDecay = 1e-12
+	} else if o.WeightDecay < 0 {
+		o.WeightDecay = 0
+	}
+	if o.Keep <= 0 {
+		o.Keep = 3
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Backend == nil:
+		return fmt.Errorf("train: no backend")
+	case o.OutDir == "":
+		return fmt.Errorf("train: no output directory")
+	case o.Train == nil || o.Val == nil || o.Test == nil:
+		return fmt.Errorf("train: train, val and test datasets are required")
+	case o.Schedule.Epochs <= 0 || o.Schedule.TestEvery <= 0 || o.Schedule.Batch <= 0:
+		return fmt.Errorf("train: schedule %+v: epochs, test-every and batch must be positive", o.Schedule)
+	case o.Train.Len() < o.Schedule.Batch:
+		return fmt.Errorf("train: %d training examples is fewer than one batch of %d", o.Train.Len(), o.Schedule.Batch)
+	}
+	return nil
+}
+
+// trainer holds the live objects of a run.
+type trainer struct {
+	opts    Options
+	log     *slog.Logger
+	ctx     *mlctx.Context
+	spec    *ModelSpec
+	ckpt    *checkpoints.Handler
+	model   Model
+	val     Model
+	test    Model
+	stepper *optim.Stepper
+	state   *runState
+	metrics []EpochMetrics
+}
+
+// Run trains (or resumes training of) a model, evaluating val/test every Schedule.TestEvery
+// epochs, keeping the best-validation checkpoint in OutDir/best, and writing metrics after each
+// epoch. When ctx is cancelled it checkpoints the exact position and returns ErrInterrupted.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	opts.defaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	t := &trainer{opts: opts, log: opts.Logger}
+	if err := t.setup(); err != nil {
+		return nil, err
+	}
+	defer t.stepper.Close()
+	return t.loop(ctx)
+}
+
+func (t *trainer) setup() error {
+	o := &t.opts
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	existing, err := listCheckpoints(o.OutDir)
+	if err != nil {
+		return err
+	}
+	if o.Resume {
+		if len(existing) == 0 {
+			return fmt.Errorf("train: --resume: no checkpoint in %s", o.OutDir)
+		}
+		if t.spec, err = LoadSpec(o.OutDir); err != nil {
+			return err
+		}
+	} else {
+		if len(existing) > 0 {
+			return fmt.Errorf("train: %s already holds checkpoints: resume it or choose another output directory", o.OutDir)
+		}
+		spec := o.Spec
+		t.spec = &spec
+		if err := FillBaselineDefaults(t.spec); err != nil {
+			return err
+		}
+		if err := t.spec.Validate(); err != nil {
+			return err
+		}
+		if err := SaveSpec(o.OutDir, t.spec); err != nil {
+			return err
+		}
+	}
+
+	t.ctx = mlctx.New()
+	t.ctx.SetParam(mlctx.ParamInitialSeed, int64(t.spec.Seed))
+	t.ctx.SetParam(optimizers.ParamLearningRate, o.LearningRate)
+	t.ctx.SetParam(optim.ParamWeightDecay, o.WeightDecay)
+	t.ckpt, err = checkpoints.Build(t.ctx).Dir(o.OutDir).Keep(o.Keep).Done()
+	if err != nil {
+		return fmt.Errorf("train: opening checkpoints in %s: %w", o.OutDir, err)
+	}
+	st, found, err := loadRunState(t.ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.Resume && !found:
+		return fmt.Errorf("train: the last checkpoint in %s has no driver state", o.OutDir)
+	case found:
+		t.state = st
+		if t.metrics, err = ReadMetricsCSV(o.OutDir); err != nil {
+			return err
+		}
+		kept := t.metrics[:0]
+		for _, m := range t.metrics {
+			if m.Epoch < st.Epoch {
+				kept = append(kept, m)
+			}
+		}
+		t.metrics = kept
+		t.log.Info("resuming", "dir", o.OutDir, "epoch", st.Epoch, "batch", st.Batch, "step", st.Step)
+	default:
+		if t.state, err = newRunState(o.Seed); err != nil {
+			return err
+		}
+	}
+
+	// Models: training, and evaluation ones differing only in the trace estimator. All share the
+	// variables of t.ctx.
+	if t.model, err = BuildModel(o.Backend, t.ctx, t.spec); err != nil {
+		return err
+	}
+	built := map[string]Model{t.spec.CNF.Trace: t.model}
+	evalModel := func(trace string) (Model, error) {
+		if trace == "" {
+			trace = t.spec.CNF.Trace
+		}
+		if m, ok := built[trace]; ok {
+			return m, nil
+		}
+		s := *t.spec
+		s.CNF.Trace = trace
+		m, err := BuildModel(o.Backend, t.ctx, &s)
+		if err != nil {
+			return nil, err
+		}
+		built[trace] = m
+		return m, nil
+	}
+	if t.val, err = evalModel(o.ValTrace); err != nil {
+		return err
+	}
+	if t.test, err = evalModel(o.TestTrace); err != nil {
+		return err
+	}
+
+	opt, err := optim.AdamW().FromContext(t.ctx).LearningRate(o.LearningRate).WeightDecay(o.WeightDecay).AMSGrad(true).Done()
+	if err != nil {
+		return err
+	}
+	if t.stepper, err = optim.NewStepper(o.Backend, t.ctx, opt, t.model.Variables()); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (t *trainer) loop(ctx context.Context) (*Result, error) {
+	o := &t.opts
+	st := t.state
+	sched := o.Schedule
+	t.log.Info("training", "dir", o.OutDir, "kind", t.spec.Kind, "system", t.spec.System,
+		"n_train", o.Train.Len(), "epochs", sched.Epochs, "test_every", sched.TestEvery, "batch", sched.Batch,
+		"lr", o.LearningRate, "seed", st.Seed)
+
+	for st.Epoch < sched.Epochs {
+		epochStart := time.Now()
+		pcg, err := st.rng()
+		if err != nil {
+			return nil, err
+		}
+		rng := rand.New(pcg)
+		batches := EpochBatches(o.Train.Len(), sched.Batch, rng)
+		seeds := make([]uint64, len(batches))
+		for i := range seeds {
+			seeds[i] = rng.Uint64()
+		}
+		if o.MaxStepsEpoch > 0 && len(batches) > o.MaxStepsEpoch {
+			batches = batches[:o.MaxStepsEpoch]
+		}
+		bar := t.newBar(len(batches), st.Batch)
+
+		interrupt := func(cause error) (*Result, error) {
+			st.EpochWallS += time.Since(epochStart).Seconds()
+			st.TotalWallS += time.Since(epochStart).Seconds()
+			if bar != nil {
+				_ = bar.Exit()
+			}
+			if err := t.checkpoint(); err != nil {
+				return nil, errors.Join(cause, err)
+			}
+			res := t.result(true)
+			if err := t.writeResult(res); err != nil {
+				t.log.Warn("writing result", "err", err)
+			}
+			t.log.Warn("interrupted; checkpoint written", "epoch", st.Epoch, "batch", st.Batch, "step", st.Step)
+			return res, fmt.Errorf("%w at epoch %d, batch %d (resume with --resume): %w", ErrInterrupted, st.Epoch, st.Batch, cause)
+		}
+
+		for st.Batch < len(batches) {
+			if err := ctx.Err(); err != nil {
+				return interrupt(err)
+			}
+			if err := t.trainStep(batches[st.Batch], seeds[st.Batch]); err != nil {
+				if bar != nil {
+					_ = bar.Exit()
+				}
+				return nil, fmt.Errorf("train: epoch %d, batch %d: %w", st.Epoch, st.Batch, err)
+			}
+			st.Batch++
+			if bar != nil {
+				bar.Describe(fmt.Sprintf("epoch %d/%d nll %.4f", st.Epoch+1, sched.Epochs, st.SumNLL/float64(st.Batch)))
+				_ = bar.Add(1)
+			}
+		}
+		if bar != nil {
+			_ = bar.Finish()
+		}
+
+		row := EpochMetrics{
+			Epoch: st.Epoch, Step: st.Step, ValNLL: math.NaN(), TestNLL: math.NaN(),
+			NFEForward: st.NFEForward, NFEBackward: st.NFEBackward,
+		}
+		if n := float64(len(batches)); n > 0 {
+			row.TrainNLL, row.TrainLoss, row.GradNorm = st.SumNLL/n, st.SumLoss/n, st.SumGradNorm/n
+		}
+		newBest := false
+		if st.Epoch%sched.TestEvery == 0 {
+			val, err := Evaluate(ctx, t.val, o.Val, o.EvalBatch, evalSeed(st.Seed, st.Epoch, "val"))
+			if err != nil {
+				if ctx.Err() != nil {
+					return interrupt(ctx.Err())
+				}
+				return nil, fmt.Errorf("train: epoch %d validation: %w", st.Epoch, err)
+			}
+			test, err := Evaluate(ctx, t.test, o.Test, o.EvalBatch, evalSeed(st.Seed, st.Epoch, "test"))
+			if err != nil {
+				if ctx.Err() != nil {
+					return interrupt(ctx.Err())
+				}
+				return nil, fmt.Errorf("train: epoch %d test: %w", st.Epoch, err)
+			}
+			row.ValNLL, row.TestNLL, row.NFEEval = val.NLL, test.NLL, int64(val.NFE+test.NFE)
+			if st.BestEpoch < 0 || val.NLL < st.BestVal {
+				st.BestEpoch, st.BestVal, st.BestTest = st.Epoch, val.NLL, test.NLL
+				newBest = true
+			}
+		}
+		row.BestValNLL, row.BestTestNLL = math.NaN(), math.NaN()
+		if st.BestEpoch >= 0 {
+			row.BestValNLL, row.BestTestNLL = st.BestVal, st.BestTest
+		}
+		row.LR, _ = optim.LearningRate(t.ctx)
+		wall := time.Since(epochStart).Seconds()
+		row.WallS = st.EpochWallS + wall
+		st.TotalWallS += wall
+
+		// Next epoch starts from the RNG state after this epoch's draws.
+		if err := st.setRNG(pcg); err != nil {
+			return nil, err
+		}
+		st.Epoch++
+		st.Batch = 0
+		st.SumNLL, st.SumLoss, st.SumGradNorm, st.NFEForward, st.NFEBackward, st.EpochWallS = 0, 0, 0, 0, 0, 0
+		if err := t.checkpoint(); err != nil {
+			return nil, err
+		}
+		if newBest {
+			if err := copyLatestTo(o.OutDir, filepath.Join(o.OutDir, BestDir)); err != nil {
+				return nil, fmt.Errorf("train: saving best checkpoint: %w", err)
+			}
+		}
+		t.metrics = append(t.metrics, row)
+		if err := writeMetrics(o.OutDir, t.metrics); err != nil {
+			return nil, err
+		}
+		t.log.Info("epoch", "epoch", row.Epoch, "step", row.Step, "train_nll", row.TrainNLL, "val_nll", row.ValNLL,
+			"test_nll", row.TestNLL, "best_epoch", st.BestEpoch, "best_test_nll", row.BestTestNLL,
+			"wall_s", row.WallS, "nfe_fwd", row.NFEForward, "nfe_bwd", row.NFEBackward, "lr", row.LR)
+	}
+	res := t.result(false)
+	if err := t.writeResult(res); err != nil {
+		return nil, err
+	}
+	t.log.Info("done", "epochs", res.Epochs, "steps", res.Steps, "best_epoch", res.BestEpoch,
+		"best_val_nll", res.BestValNLL, "test_nll", res.BestTestNLL)
+	return res, nil
+}
+
+// trainStep runs one optimizer step on the batch idx.
+func (t *trainer) trainStep(idx []int, seed uint64) error {
+	st := t.state
+	x, mask, err := t.opts.Train.Batch(idx)
+	if err != nil {
+		return err
+	}
+	if x, err = augmentBatch(t.spec, x, seed); err != nil {
+		finalize(mask)
+		return err
+	}
+	defer finalize(x, mask)
+	loss, nll, grads, stats, err := t.model.LossAndGrad(x, mask, seed)
+	if err != nil {
+		return fmt.Errorf("loss and gradients: %w", err)
+	}
+	defer finalize(grads...)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return fmt.Errorf("non-finite loss %g (nll %g)", loss, nll)
+	}
+	res, err := t.stepper.Step(grads)
+	if err != nil {
+		return err
+	}
+	st.Step++
+	st.SumNLL += nll
+	st.SumLoss += loss
+	st.SumGradNorm += res.GradNorm
+	st.NFEForward += int64(stats.NFEForward)
+	st.NFEBackward += int64(stats.NFEBackward)
+	return nil
+}
+
+// checkpoint stores the run state into the context and saves a GoMLX checkpoint.
+func (t *trainer) checkpoint() error {
+	if err := t.state.store(t.ctx); err != nil {
+		return err
+	}
+	if err := t.ckpt.Save(); err != nil {
+		return fmt.Errorf("train: saving checkpoint: %w", err)
+	}
+	return nil
+}
+
+func (t *trainer) newBar(total, done int) *progressbar.ProgressBar {
+	if t.opts.Progress == nil || total == 0 {
+		return nil
+	}
+	bar := progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(t.opts.Progress),
+		progressbar.OptionSetDescription(fmt.Sprintf("epoch %d/%d", t.state.Epoch+1, t.opts.Schedule.Epochs)),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetItsString("batch"),
+		progressbar.OptionShowIts(),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(t.opts.Progress) }),
+	)
+	if done > 0 {
+		_ = bar.Set(done)
+	}
+	return bar
+}
+
+func (t *trainer) result(interrupted bool) *Result {
+	st := t.state
+	r := &Result{
+		OutDir: t.opts.OutDir, Epochs: st.Epoch, Steps: st.Step, BestEpoch: st.BestEpoch,
+		BestValNLL: math.NaN(), BestTestNLL: math.NaN(), LastTrain: math.NaN(),
+		WallS: st.TotalWallS, Interrupted: interrupted,
+	}
+	if st.BestEpoch >= 0 {
+		r.BestValNLL, r.BestTestNLL = st.BestVal, st.BestTest
+	}
+	if n := len(t.metrics); n > 0 {
+		r.LastTrain = t.metrics[n-1].TrainNLL
+	}
+	return r
+}
+
+// writeResult writes OutDir/result.json atomically (NaN as null).
+func (t *trainer) writeResult(r *Result) error {
+	m := map[string]any{
+		"out_dir": r.OutDir, "epochs": r.Epochs, "steps": r.Steps, "best_epoch": r.BestEpoch,
+		"best_val_nll": jsonFloat(r.BestValNLL), "test_nll": jsonFloat(r.BestTestNLL),
+		"last_train_nll": jsonFloat(r.LastTrain), "wall_s": r.WallS, "interrupted": r.Interrupted,
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("train: encoding result: %w", err)
+	}
+	path := filepath.Join(t.opts.OutDir, ResultFileName)
+	return atomicfile.Write(path, func(w io.Writer) error {
+		_, err := w.Write(append(data, '\n'))
+		return err
+	})
+}
+
+// jsonFloat maps NaN/Inf to nil so encoding/json accepts it.
+func jsonFloat(x float64) any {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil
+	}
+	return x
+}
