@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/enflow/enflow/gomlx_models/backend"
+	"github.com/enflow/enflow/gomlx_models/cnf"
 	"github.com/enflow/enflow/gomlx_models/dynamics"
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -509,5 +510,49 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := KernelPreset("qm9"); err == nil {
 		t.Error("KernelPreset accepted an unknown system")
+	}
+}
+
+// TestKernelAnalyticTraceInCNF checks the CNF's "analytic" trace hook: the log-likelihood with
+// the kernel dynamics' closed-form divergence equals the one with the autodiff exact trace.
+func TestKernelAnalyticTraceInCNF(t *testing.T) {
+	b := testBackend(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	const bs, n, d = 4, 4, 2
+	cfg := kernelF64(KernelConfigDW4())
+	ctx := newCtx(t, Kernel(cfg), rng, bs, n, d)
+	x := randVec(rng, bs*n*d, 1.5)
+	for s := 0; s < bs; s++ { // mean-free configurations
+		for k := 0; k < d; k++ {
+			var m float64
+			for i := 0; i < n; i++ {
+				m += x[(s*n+i)*d+k]
+			}
+			for i := 0; i < n; i++ {
+				x[(s*n+i)*d+k] -= m / n
+			}
+		}
+	}
+	logp := map[string][]float64{}
+	for _, trace := range []string{"exact", "analytic"} {
+		ccfg := cnf.Config{Solver: "rk4", Steps: 4, Trace: trace, DType: dtypes.Float64}
+		if trace == "analytic" {
+			ccfg.Divergence = KernelWithDivergence(cfg)
+		}
+		m, err := cnf.New(b, ctx, Kernel(cfg), ccfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lp, _, err := m.LogLikelihood(tensors.FromFlatDataAndDimensions(append([]float64(nil), x...), bs, n, d), nil, 1)
+		if err != nil {
+			t.Fatalf("%s: %v", trace, err)
+		}
+		logp[trace] = lp
+	}
+	if e := relErr(logp["analytic"], logp["exact"]); e > 1e-9 {
+		t.Fatalf("analytic-trace log p %v differs from exact-trace log p %v (relative %.3g)", logp["analytic"], logp["exact"], e)
+	}
+	if _, err := cnf.New(b, ctx, Kernel(cfg), cnf.Config{Trace: "analytic"}); err == nil {
+		t.Fatal("Trace analytic without Divergence was accepted")
 	}
 }

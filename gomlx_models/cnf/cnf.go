@@ -61,7 +61,7 @@ type Config struct {
 	Solver     string  // "dopri5" (default), "rk4" (3/8 rule, as torchdiffeq), "rk4classic", "euler"
 	RTol, ATol float64 // dopri5 tolerances; both zero → 1e-4 (ENF training setting, REFERENCE.md §4.6)
 	Steps      int     // number of steps of fixed-step solvers
-	Trace      string  // "hutchinson" (default) or "exact"
+	Trace      string  // "hutchinson" (default), "exact", or "analytic" (needs Divergence)
 	Noise      string  // Hutchinson noise: "gaussian" (default) or "rademacher"
 	Grad       string  // "adjoint" (default, as ENF) or "backprop"
 	// RegWeight weighs the kinetic/Jacobian-Frobenius regulariser in the loss (ENF QM9: 1e-3).
@@ -72,7 +72,14 @@ type Config struct {
 	// PosDims is the number of leading channels that are positions (CoG-free prior); the other
 	// channels get a standard normal prior. 0 means all channels are positions.
 	PosDims int
+	// Divergence, used with Trace "analytic", returns the velocity and its exact divergence
+	// tr(∂f/∂x) per sample (shape (B)) in closed form, for fields that provide it (the kernel
+	// dynamics baseline). It must compute the same velocity as the DynamicsFunc given to New.
+	Divergence DivergenceFunc
 }
+
+// DivergenceFunc is a velocity field that also returns its exact divergence per sample.
+type DivergenceFunc = func(ctx *context.Context, t, state, mask *Node) (v, div *Node)
 
 // Stats reports the cost of a call.
 type Stats struct {
@@ -138,10 +145,14 @@ func New(b backends.Backend, ctx *context.Context, f DynamicsFunc, cfg Config) (
 	case "":
 		cfg.Trace = "hutchinson"
 	case "hutchinson", "exact":
+	case "analytic":
+		if cfg.Divergence == nil {
+			return nil, fmt.Errorf("cnf: Trace \"analytic\" needs Config.Divergence (a field with a closed-form divergence)")
+		}
 	case "hutch":
 		cfg.Trace = "hutchinson"
 	default:
-		return nil, fmt.Errorf("cnf: unknown Trace %q (want exact or hutchinson)", cfg.Trace)
+		return nil, fmt.Errorf("cnf: unknown Trace %q (want exact, hutchinson or analytic)", cfg.Trace)
 	}
 	cfg.Noise = strings.ToLower(cfg.Noise)
 	switch cfg.Noise {

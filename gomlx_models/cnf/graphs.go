@@ -54,6 +54,14 @@ func (m *Model) augmented(ctx *context.Context, t *Node, y, args []*Node) []*Nod
 // regulariser is on, the Hutchinson estimate ‖εᵀ∂f/∂x‖² of the squared Frobenius norm (else nil).
 func (m *Model) divergence(ctx *context.Context, t, x, mask, eps *Node) (dx, tr, frob *Node) {
 	wantFrob := m.nAug == 3
+	if m.cfg.Trace == "analytic" {
+		dx, tr = m.cfg.Divergence(ctx, t, x, mask)
+		if wantFrob { // the regulariser still needs the Hutchinson Frobenius estimate ‖εᵀJ‖²
+			v := Gradient(ReduceAllSum(Mul(dx, eps)), x)[0]
+			frob = ReduceSum(Square(v), 1, 2)
+		}
+		return dx, tr, frob
+	}
 	if m.cfg.Trace == "hutchinson" {
 		dx = m.dyn(ctx, t, x, mask)
 		v := Gradient(ReduceAllSum(Mul(dx, eps)), x)[0] // εᵀJ

@@ -149,6 +149,12 @@ func newBaselineModel(b backends.Backend, ctx *context.Context, spec *ModelSpec)
 	if err != nil {
 		return nil, err
 	}
+	if ccfg.Trace == "analytic" {
+		if s.Kind != "kernel" || s.Baseline == nil || s.Baseline.Kernel == nil {
+			return nil, fmt.Errorf("train: trace \"analytic\" is only available for --model kernel")
+		}
+		ccfg.Divergence = baselines.KernelWithDivergence(*s.Baseline.Kernel)
+	}
 	m, err := cnf.New(b, ctx, f, ccfg)
 	if err != nil {
 		return nil, err
