@@ -54,7 +54,7 @@ func Particle(cfg egnn.Config) Func {
 		checkState(cfg, state, -1)
 		dims := state.Shape().Dimensions
 		b, n := dims[0], dims[1]
-		nodeMask := nodeMask3(mask, b, n)
+		nodeMask := nodeMask3(mask, cfg.DType, b, n)
 		x := state
 		if nodeMask != nil {
 			x = Mul(x, nodeMask)
@@ -100,7 +100,7 @@ func QM9(cfg egnn.Config) Func {
 		checkState(ecfg, state, c)
 		g := state.Graph()
 		dt := ecfg.DType
-		nodeMask := nodeMask3(mask, b, n)
+		nodeMask := nodeMask3(mask, ecfg.DType, b, n)
 		if nodeMask != nil {
 			state = Mul(state, nodeMask)
 		}
@@ -138,10 +138,13 @@ func checkState(cfg egnn.Config, state *Node, channels int) {
 	}
 }
 
-// nodeMask3 reshapes a (B,N) mask to (B,N,1); nil stays nil.
-func nodeMask3(mask *Node, b, n int) *Node {
+// nodeMask3 reshapes a (B,N) mask to (B,N,1) of the model dtype; nil stays nil.
+func nodeMask3(mask *Node, dtype dtypes.DType, b, n int) *Node {
 	if mask == nil {
 		return nil
+	}
+	if mask.DType() != dtype {
+		mask = ConvertDType(mask, dtype)
 	}
 	return Reshape(mask, b, n, 1)
 }

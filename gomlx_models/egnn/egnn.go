@@ -47,8 +47,8 @@ import (
 	"math"
 
 	"github.com/enflow/enflow/gomlx_models/fastvjp"
-	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/context/initializers"
@@ -151,7 +151,7 @@ const (
 	ScopeAttMLP0      = "att_mlp_0"
 )
 
-// params creates (or fetches) a variable with PyTorch-Linear-like initialisation
+// param creates (or fetches) a variable with PyTorch-Linear-like initialisation
 // U(−1/√fanIn, 1/√fanIn) (kaiming_uniform with a=√5 for weights, and the bias default).
 func param(ctx *context.Context, g *Graph, dtype dtypes.DType, name string, fanIn int, dims ...int) *Node {
 	bound := 1 / math.Sqrt(float64(fanIn))
@@ -214,16 +214,24 @@ func DefaultEdgeMask(g *Graph, dtype dtypes.DType, n int, nodeMask *Node) *Node 
 	return Mul(pair, e)
 }
 
+// asDType converts x to dtype if needed (masks may come as another float type or as bool).
+func asDType(x *Node, dtype dtypes.DType) *Node {
+	if x.DType() == dtype {
+		return x
+	}
+	return ConvertDType(x, dtype)
+}
+
 func prepareMasks(dtype dtypes.DType, x, nodeMask, edgeMask *Node) masks {
 	dims := x.Shape().Dimensions
 	b, n := dims[0], dims[1]
 	if nodeMask != nil {
-		nodeMask = Reshape(nodeMask, b, n, 1)
+		nodeMask = Reshape(asDType(nodeMask, dtype), b, n, 1)
 	}
 	if edgeMask == nil {
 		edgeMask = DefaultEdgeMask(x.Graph(), dtype, n, nodeMask)
 	} else {
-		edgeMask = Reshape(edgeMask, b, n, n, 1)
+		edgeMask = Reshape(asDType(edgeMask, dtype), b, n, n, 1)
 	}
 	return masks{node: nodeMask, edge: edgeMask}
 }
@@ -372,7 +380,7 @@ func layer(ctx *context.Context, cfg Config, h, x, edgeAttr *Node, mk masks) (*N
 		phi = MulScalar(Tanh(phi), cfg.CoordsRange)
 	}
 	norm := AddScalar(Sqrt(AddScalar(radial, 1e-8)), 1)
-	s := Div(Mul(phi, mk.edge), norm)                           // (B,N,N,1)
+	s := Div(Mul(phi, mk.edge), norm)                              // (B,N,N,1)
 	xNew := Add(x, Reshape(ReduceSum(Mul(diff, s), 2), b, n, dim)) // (B,N,D)
 
 	// Node update (eqs. 5–6): a_i = Σ_j m_ij; h_i += W_n2·act(W_h·h_i + W_a·a_i + b_n1) + b_n2.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/enflow/enflow/gomlx_models/backend"
 	"github.com/gomlx/gomlx/backends"
-	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 )
@@ -404,5 +404,47 @@ func TestFactorisedEdgeLayer(t *testing.T) {
 				t.Fatalf("factorised edge layer differs from concatenate reference: rel err %g", e)
 			}
 		})
+	}
+}
+
+// TestInitialisation checks the PyTorch-like initialisation: every weight and bias of a Linear
+// with fan-in k is U(−1/√k, 1/√k) (kaiming_uniform(a=√5) / default bias), and the last
+// coordinate layer is xavier_uniform with gain 0.001.
+func TestInitialisation(t *testing.T) {
+	cfg := f64(Config{Hidden: 16, Layers: 1, InNodeF: 3, OutNodeF: 2, EdgeAttrF: 1, Attention: true, Tanh: true,
+		Recurrent: true})
+	ctx := context.New()
+	rng := rand.New(rand.NewPCG(1, 1))
+	runEGNN(t, ctx, cfg, randomBatch(rng, 1, 3, cfg.InNodeF, 3, 1, nil), noMasks)
+	H := float64(cfg.Hidden)
+	fanIn := map[string]float64{
+		"/embedding": 3, "/embedding_out": H, "/gcl_0/edge_mlp_0": 2*H + 2, "/gcl_0/edge_mlp_2": H,
+		"/gcl_0/node_mlp_0": 2 * H, "/gcl_0/node_mlp_2": H, "/gcl_0/coord_mlp_0": H, "/gcl_0/att_mlp_0": H,
+	}
+	n := 0
+	for v := range ctx.IterVariables() {
+		if !v.Trainable || !v.Shape().DType.IsFloat() {
+			continue
+		}
+		n++
+		var bound float64
+		if v.Scope() == "/gcl_0/coord_mlp_2" {
+			bound = 0.001 * math.Sqrt(6/(H+1))
+		} else if k, ok := fanIn[v.Scope()]; ok {
+			bound = 1 / math.Sqrt(k)
+		} else {
+			t.Fatalf("unexpected variable %s", v.ScopeAndName())
+		}
+		vals := tensors.MustCopyFlatData[float64](v.MustValue())
+		maxAbs := 0.0
+		for _, x := range vals {
+			maxAbs = math.Max(maxAbs, math.Abs(x))
+		}
+		if maxAbs > bound || (len(vals) >= 16 && maxAbs < 0.5*bound) {
+			t.Errorf("%s: max |value| %g, want within (½, 1]·%g", v.ScopeAndName(), maxAbs, bound)
+		}
+	}
+	if n != 21 {
+		t.Errorf("found %d trainable variables, want 21", n)
 	}
 }
