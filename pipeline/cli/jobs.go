@@ -1,0 +1,361 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/enflow/enflow/etl/particles"
+	"github.com/enflow/enflow/gomlx_models/backend"
+	"github.com/enflow/enflow/pipeline/jobs"
+	"github.com/enflow/enflow/pipeline/train"
+)
+
+func init() {
+	Register(&Command{
+		Name:    "jobs run",
+		Summary: "run a job spec (TOML): idempotent, resumable, shardable batch training and evaluation",
+		Run:     runJobsRun,
+	})
+	Register(&Command{
+		Name:    "jobs status",
+		Summary: "list the units of a job spec and their state (done, running, partial, failed, pending, …)",
+		Run:     runJobsStatus,
+	})
+}
+
+// jobsCommon are the flags shared by jobs run and jobs status.
+type jobsCommon struct {
+	state, data, shard, lockMode string
+	staleAfter                   time.Duration
+	asJSON, verbose              bool
+}
+
+func (c *jobsCommon) register(fs interface {
+	StringVar(*string, string, string, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+	BoolVar(*bool, string, bool, string)
+}) {
+	fs.StringVar(&c.state, "state", "", "state `directory` (default: the spec's state_dir, else out/jobs/<name>)")
+	fs.StringVar(&c.data, "data", "", "ETL data `directory` (default: the spec's data_dir)")
+	fs.StringVar(&c.shard, "shard", "", "run only shard `i/n` (units assigned by hash; e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+	fs.StringVar(&c.lockMode, "lock", "", "unit lock `mode`: flock, excl (lock files with heartbeat) or empty (flock, else excl)")
+	fs.DurationVar(&c.staleAfter, "stale-after", jobs.DefaultStaleAfter, "excl locks: heartbeat `age` after which a lock is stale")
+	fs.BoolVar(&c.asJSON, "json", false, "print the summary as one JSON object")
+	fs.BoolVar(&c.verbose, "v", false, "debug logging, and the enflow commands' logs on stderr")
+}
+
+func (c *jobsCommon) options(ctx context.Context, env *Env, specPath string) (jobs.Options, error) {
+	spec, err := jobs.LoadSpec(specPath)
+	if err != nil {
+		return jobs.Options{}, err
+	}
+	shard, err := jobs.ParseShard(c.shard)
+	if err != nil {
+		return jobs.Options{}, fmt.Errorf("%w: --shard: %v", ErrUsage, err)
+	}
+	mode := jobs.LockMode(c.lockMode)
+	switch mode {
+	case jobs.LockAuto, jobs.LockFlock, jobs.LockExclusive:
+	default:
+		return jobs.Options{}, fmt.Errorf("%w: --lock %q: want flock or excl", ErrUsage, c.lockMode)
+	}
+	o := jobs.Options{
+		Spec: spec, StateDir: c.state, DataDir: c.data, Shard: shard, Caps: JobCapabilities(),
+		Code:   jobs.DetectCode(ctx, ""),
+		Lock:   jobs.LockOptions{Mode: mode, StaleAfter: c.staleAfter},
+		Logger: newCLILogger(env.Stderr, c.verbose),
+	}
+	// The backend the enflow commands resolve (recorded with every result).
+	o.BackendName = spec.Backend
+	if o.BackendName == "" {
+		o.BackendName = os.Getenv(backend.EnvVar)
+	}
+	if o.BackendName == "" {
+		o.BackendName = backend.DefaultSimpleGo
+	}
+	if c.verbose {
+		o.ChildLog = env.Stderr
+	}
+	return o, nil
+}
+
+// JobCapabilities tells the job runner what enflow train supports in this build: the particle
+// systems (DW4, LJ13) and the registered model kinds (train.ModelKinds; the --model values of
+// enflow train are expected to be registered kinds).
+func JobCapabilities() jobs.Capabilities {
+	return jobs.Capabilities{
+		Dataset: func(ds string) error {
+			if _, err := particles.SystemByName(ds); err != nil {
+				return fmt.Errorf("enflow train supports dw4 and lj13 only in this build (QM9 training is not implemented yet)")
+			}
+			return nil
+		},
+		Model: func(m string) error {
+			kinds := train.ModelKinds()
+			for _, k := range kinds {
+				if k == m {
+					return nil
+				}
+			}
+			return fmt.Errorf("enflow train has no model %q in this build (known: %s)", m, strings.Join(kinds, ", "))
+		},
+	}
+}
+
+// jobsSpecArg takes the spec path: the first argument (flags follow it), or the last one when
+// it ends in .toml (flags precede it).
+func jobsSpecArg(args []string) (string, []string, error) {
+	if n := len(args); n > 1 && strings.HasPrefix(args[0], "-") && strings.HasSuffix(args[n-1], ".toml") &&
+		!strings.HasPrefix(args[n-1], "-") {
+		return args[n-1], args[:n-1], nil
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		for _, a := range args {
+			if a == "-h" || a == "--help" || a == "-help" {
+				return "", args, nil
+			}
+		}
+		return "", nil, fmt.Errorf("%w: the spec file is required: enflow jobs run|status SPEC.toml [flags]", ErrUsage)
+	}
+	return args[0], args[1:], nil
+}
+
+func runJobsRun(ctx context.Context, env *Env, args []string) error {
+	specPath, rest, err := jobsSpecArg(args)
+	if err != nil {
+		return err
+	}
+	var c jobsCommon
+	var (
+		retryFailed, skipUnsupported, inProcess bool
+		maxUnits                                int
+		exe                                     string
+	)
+	fs := NewFlagSet(env, "jobs run", "SPEC.toml [--shard i/n] [--state DIR] [--data DIR] [--json]")
+	c.register(fs)
+	fs.BoolVar(&retryFailed, "retry-failed", false, "also run units that failed max_attempts times")
+	fs.BoolVar(&skipUnsupported, "skip-unsupported", false, "exit 0 even if some units are unsupported by this build")
+	fs.IntVar(&maxUnits, "max-units", 0, "stop after running `N` units (0 = all)")
+	fs.BoolVar(&inProcess, "in-process", false, "run enflow train/eval/sample inside this process instead of as child processes")
+	fs.StringVar(&exe, "enflow", "", "enflow `binary` for the child processes (default: this executable)")
+	if err := Parse(fs, rest); err != nil {
+		return err
+	}
+	if specPath == "" {
+		fs.Usage()
+		return fmt.Errorf("%w: the spec file is required", ErrUsage)
+	}
+	o, err := c.options(ctx, env, specPath)
+	if err != nil {
+		return err
+	}
+	o.RetryFailed, o.MaxUnits = retryFailed, maxUnits
+	if inProcess {
+		o.Exec = inProcessExec{}
+	} else {
+		o.Exec = &jobs.Subprocess{Path: exe}
+	}
+	sum, err := jobs.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if c.asJSON {
+		if err := WriteJSON(env.Stdout, sum); err != nil {
+			return err
+		}
+	} else {
+		printRunSummary(env.Stdout, sum)
+	}
+	var problems []string
+	for _, k := range []string{jobs.OutcomeFailed, jobs.OutcomeGaveUp, jobs.OutcomeMissingInput, jobs.OutcomeInterrupted} {
+		if n := sum.Count(k); n > 0 {
+			problems = append(problems, fmt.Sprintf("%d %s", n, k))
+		}
+	}
+	if n := sum.Count(jobs.OutcomeUnsupported); n > 0 && !skipUnsupported {
+		reasons := map[string]bool{}
+		for _, r := range sum.Reports {
+			if r.Outcome == jobs.OutcomeUnsupported {
+				reasons[r.Error] = true
+			}
+		}
+		list := make([]string, 0, len(reasons))
+		for r := range reasons {
+			list = append(list, r)
+		}
+		sort.Strings(list)
+		problems = append(problems, fmt.Sprintf("%d unsupported by this build (%s; --skip-unsupported to accept)", n, strings.Join(list, "; ")))
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("jobs run interrupted (%v); run it again to resume", ctx.Err())
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s: %s (details: enflow jobs status %s; per-unit logs in %s/units/<unit>/log.txt)",
+			sum.Spec, strings.Join(problems, ", "), specPath, sum.StateDir)
+	}
+	return nil
+}
+
+func printRunSummary(w io.Writer, s *jobs.Summary) {
+	fmt.Fprintf(w, "spec %s: %d units, %d in shard %s; state %s\n", s.Spec, s.Units, s.InShard, s.Shard, s.StateDir)
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "UNIT\tKIND\tDATASET\tMODEL\tN_DATA\tSEED\tOUTCOME\tWALL_S\tNOTE")
+	for _, r := range s.Reports {
+		note := jobsNote(r.Error)
+		if r.Resumed {
+			note = strings.TrimSpace("resumed " + note)
+		}
+		model := r.Model
+		if model == "" {
+			model = r.Label
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.Kind, r.Dataset, jobsDash(model), jobsInt(r.NData),
+			r.Seed, r.Outcome, jobsFloat(r.WallS), note)
+	}
+	tw.Flush()
+	keys := make([]string, 0, len(s.Counts))
+	for k := range s.Counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, s.Counts[k])
+	}
+	fmt.Fprintf(w, "%s (%.1f s)\n", strings.Join(parts, ", "), s.WallS)
+}
+
+func runJobsStatus(ctx context.Context, env *Env, args []string) error {
+	specPath, rest, err := jobsSpecArg(args)
+	if err != nil {
+		return err
+	}
+	var c jobsCommon
+	fs := NewFlagSet(env, "jobs status", "SPEC.toml [--state DIR] [--shard i/n] [--json]")
+	c.register(fs)
+	if err := Parse(fs, rest); err != nil {
+		return err
+	}
+	if specPath == "" {
+		fs.Usage()
+		return fmt.Errorf("%w: the spec file is required", ErrUsage)
+	}
+	o, err := c.options(ctx, env, specPath)
+	if err != nil {
+		return err
+	}
+	rep, err := jobs.StatusOf(ctx, o)
+	if err != nil {
+		return err
+	}
+	if c.asJSON {
+		return WriteJSON(env.Stdout, rep)
+	}
+	w := env.Stdout
+	fmt.Fprintf(w, "spec %s (%s)\nstate %s\ndata %s\ncode %s\n", rep.Spec, rep.SpecPath, rep.StateDir, rep.DataDir, rep.Code)
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "UNIT\tKIND\tDATASET\tMODEL\tN_DATA\tSEED\tSTATE\tATTEMPTS\tRESULT / DETAIL")
+	for _, u := range rep.Units {
+		model := u.Model
+		if model == "" {
+			model = u.Label
+		}
+		state := u.State
+		if o.Shard.Count > 1 && !u.InShard {
+			state += " (other shard)"
+		}
+		detail := jobsFirstLine(u.Detail)
+		if len(u.Values) > 0 {
+			keys := make([]string, 0, len(u.Values))
+			for k := range u.Values {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var parts []string
+			for _, k := range keys {
+				parts = append(parts, fmt.Sprintf("%s=%.4g", k, u.Values[k]))
+			}
+			detail = strings.Join(parts, " ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", u.ID, u.Kind, u.Dataset, jobsDash(model), jobsInt(u.NData),
+			u.Seed, state, u.Attempts, detail)
+	}
+	tw.Flush()
+	keys := make([]string, 0, len(rep.Counts))
+	for k := range rep.Counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, rep.Counts[k])
+	}
+	fmt.Fprintf(w, "%d units: %s\n", len(rep.Units), strings.Join(parts, ", "))
+	return nil
+}
+
+// inProcessExec runs enflow subcommands through Main in this process (--in-process).
+type inProcessExec struct{}
+
+func (inProcessExec) Enflow(ctx context.Context, c jobs.Call) ([]byte, error) {
+	var out bytes.Buffer
+	log := c.Log
+	if log == nil {
+		log = io.Discard
+	}
+	if code := Main(ctx, c.Args, &out, log); code != 0 {
+		err := fmt.Errorf("exit code %d", code)
+		if ctx.Err() != nil {
+			err = errors.Join(ctx.Err(), err)
+		}
+		return out.Bytes(), &jobs.ExecError{Args: c.Args, ExitCode: code, Err: err}
+	}
+	return out.Bytes(), nil
+}
+
+// jobsNote shortens a unit error for a table: the last line of a multi-line error (the
+// command's last stderr line), else the error itself.
+func jobsNote(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return jobsFirstLine(lines[len(lines)-1])
+}
+
+func jobsFirstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 160 {
+		s = s[:157] + "..."
+	}
+	return s
+}
+
+func jobsDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+func jobsInt(n int) string {
+	if n == 0 {
+		return "–"
+	}
+	return fmt.Sprint(n)
+}
+
+func jobsFloat(x float64) string {
+	if x == 0 || math.IsNaN(x) {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", x)
+}

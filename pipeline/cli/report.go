@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/enflow/enflow/reports"
+)
+
+func init() {
+	Register(&Command{
+		Name:    "report",
+		Summary: "HTML (and Markdown) report from job results: the paper's Tables 1–3 next to ours, curves, histograms",
+		Run:     runReport,
+	})
+}
+
+func runReport(ctx context.Context, env *Env, args []string) error {
+	var (
+		out, md, title string
+		results        reportSources
+		asJSON         bool
+	)
+	fs := NewFlagSet(env, "report", "--results DIR|FILE [--results …] --out report.html [--md report.md]")
+	fs.Var(&results, "results", "job state `directory`, its results/ directory, or a results file (.parquet/.arrow); repeat or comma-separate to combine (e.g. table1_dw4 and table1_lj13)")
+	fs.StringVar(&out, "out", "", "HTML `file` to write")
+	fs.StringVar(&md, "md", "", "also write the tables as Markdown to this `file`")
+	fs.StringVar(&title, "title", "enflow results", "report `title`")
+	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
+	if err := Parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case len(results) == 0:
+		return fmt.Errorf("%w: --results is required", ErrUsage)
+	case out == "":
+		return fmt.Errorf("%w: --out is required", ErrUsage)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r, err := reports.Generate(results, out, md, reports.Options{Title: title})
+	if err != nil {
+		return err
+	}
+	filled := 0
+	for _, t := range r.Tables {
+		for _, row := range t.Rows {
+			for _, c := range row.Cells {
+				if c.Filled {
+					filled++
+				}
+			}
+		}
+	}
+	abs, _ := filepath.Abs(out)
+	sum := map[string]any{
+		"html": out, "rows": r.Rows, "units": r.Units, "filled_cells": filled,
+		"curves": len(r.Curves), "energy_histograms": len(r.Energy), "distance_histograms": len(r.Distances),
+		"url": "file://" + abs,
+	}
+	if md != "" {
+		sum["markdown"] = md
+	}
+	return Summary(env, asJSON, sum)
+}
+
+// reportSources is a repeatable, comma-separated --results flag.
+type reportSources []string
+
+func (r *reportSources) String() string { return strings.Join(*r, ",") }
+
+func (r *reportSources) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*r = append(*r, p)
+		}
+	}
+	return nil
+}

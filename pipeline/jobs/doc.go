@@ -1,0 +1,94 @@
+// Package jobs runs declarative batch jobs: a TOML spec lists experiments (dataset × model ×
+// n_data × seed, with training overrides) and evaluations; the runner expands it into units,
+// runs those not finished yet through enflow train / eval / sample, and appends every result,
+// with its run metadata, to an append-only results table (STATE/results/part-*.parquet).
+//
+// # Spec format (TOML)
+//
+// TOML was chosen over YAML for its unambiguous types (1 is an integer, 1.0 a float, "1" a
+// string: the normalized spec, and so the unit identity, does not depend on YAML's implicit
+// typing) and its explicit arrays of tables ([[experiment]]). Unknown keys are errors.
+//
+//	name          = "table1_dw4"              # default: the file name
+//	description   = "…"
+//	data_dir      = "${ENFLOW_OUT:-out}/data"  # ETL output: {dataset}_{train,val,test}.parquet
+//	state_dir     = "${ENFLOW_OUT:-out}/jobs/table1_dw4"  # default out/jobs/<name>; --state wins
+//	backend       = ""                        # --backend of enflow train/eval/sample
+//	code_identity = "revision"                # or "ignore" (see Identity)
+//	max_attempts  = 3                         # failures before a unit is skipped (--retry-failed)
+//	extra_args    = []                        # appended to every enflow train command
+//
+//	[train]                                   # overrides for every experiment: enflow train flags
+//	epochs = 3                                #   without "--" ("_" may replace "-"): epochs,
+//	max-steps-per-epoch = 2                   #   test-every, batch, eval-batch, eval-n, keep,
+//	solver = "rk4"                            #   hidden, layers, steps, max-steps-per-epoch (int);
+//	                                          #   lr, wd, rtol, atol (float); dtype, solver, trace,
+//	                                          #   noise, grad, val-trace, test-trace (string).
+//	                                          #   Omitted: enflow train's defaults, i.e. the
+//	                                          #   paper's schedule for n_data (REFERENCE §1.4).
+//	[[experiment]]                            # one or more
+//	name    = "dw4"                           # optional label
+//	dataset = "dw4"                           # dw4 | lj13 | qm9 | qm9-positional
+//	models  = ["enf", "kernel"]               # enflow train --model values
+//	n_data  = [100, 1000]
+//	seeds   = [1, 2]                          # default [1]
+//	[experiment.train]                        # overrides for this experiment (win over [train])
+//	extra_args = []
+//
+//	[[evaluation]]                            # attached: runs on every training unit it applies to
+//	kind     = "energy"                       # nll | energy | stability | js
+//	datasets = ["dw4"]                        # optional filters
+//	models   = ["enf"]
+//	n        = 1000                           # samples drawn (energy, stability, js; default 1000)
+//	seed     = 1                              # default 1
+//	bins     = 60                             # energy histogram bins
+//	split    = "test"                         # nll: test | val | train
+//	trace    = "exact"                        # nll: trace estimator override
+//	solver, rtol, atol, steps, batch          # nll and sampling: model overrides
+//	n_atoms  = 19                             # js: molecule size
+//
+//	[[evaluation]]                            # standalone: evaluates a given table
+//	kind    = "stability"
+//	dataset = "qm9"
+//	samples = "${ENFLOW_OUT:-out}/data/qm9_test.parquet"
+//	label   = "data"                          # the row label in the report (default "data")
+//
+// Evaluation kinds: nll re-evaluates the best checkpoint with enflow eval (the training unit
+// already records the protocol's test NLL at the best validation epoch); energy samples with
+// enflow sample and compares sample energies with the test split (DW4, LJ13); stability
+// (QM9) and js (QM9, QM9 Positional; JS divergence of relative distances against analyzed_19,
+// REFERENCE §3.2) evaluate molecule tables, sampled or given.
+//
+// # Units and identity
+//
+// Each experiment expands to one training unit per model × n_data × seed, followed by its
+// attached evaluation units; standalone evaluations come last. A unit's identity is the
+// SHA-256 of a canonical JSON document holding its normalized spec (overrides typed and
+// sorted, defaults filled in), its inputs (each data file's role, size and SHA-256 — content,
+// not path or mtime, so a copied data directory keeps the identities) and the code version
+// (DetectCode: $ENFLOW_CODE_VERSION, else the binary's VCS stamp, else `git rev-parse HEAD`
+// plus "+dirty", else the executable's hash). Attached evaluations hash their training unit's
+// identity instead of inputs and code. With code_identity = "ignore" the code version is
+// recorded but not hashed, so finished units survive code changes.
+//
+// # Running
+//
+// Run executes the units of its shard in order, one at a time. For each unit it: skips it when
+// a results part exists (finished); takes the unit's lock or skips it when another scheduler
+// holds it (no waiting: see LockMode); re-checks for a part under the lock; skips it after
+// max_attempts failures; writes unit.json; runs it; writes the results part atomically
+// (results/part-<UTC time>-<unit>.parquet, never rewritten) and done.json; appends the attempt
+// to attempts.jsonl. A training unit whose run directory has a checkpoint resumes with
+// enflow train --resume; if that fails, the directory is moved aside (run.failed-<time>) and
+// training restarts cleanly; a run directory with a complete result.json is recorded without
+// retraining. Evaluation units reuse a complete samples.parquet. Sharding (--shard i/n)
+// assigns unit groups — a training unit with its evaluations — by hash, so shards never wait
+// for each other.
+//
+// Commands run as child processes of the same binary (Subprocess): a crash of a backend does
+// not take the scheduler down, SIGINT/SIGTERM are forwarded as SIGTERM (enflow train then
+// checkpoints and exits; the unit resumes next time), and on Linux the child dies with the
+// scheduler (Pdeathsig).
+//
+// The results table schema (results/v1) is documented in pipeline/export.
+package jobs

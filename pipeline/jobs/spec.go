@@ -1,0 +1,519 @@
+package jobs
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Spec is a declarative job spec (a TOML file, see the package documentation and
+// jobs/README.md).
+type Spec struct {
+	// Name names the spec in the results table (default: the file name without extension).
+	Name        string `toml:"name"`
+	Description string `toml:"description"`
+	// DataDir is the ETL output directory holding {dataset}_{train,val,test}.parquet. Relative
+	// paths are taken from the working directory; ${VAR} and ${VAR:-default} are expanded.
+	DataDir string `toml:"data_dir"`
+	// StateDir is the default state directory (units, locks, run directories, results/).
+	// Default: out/jobs/<name>.
+	StateDir string `toml:"state_dir"`
+	// Backend is passed to enflow train/eval/sample as --backend ("" = $GOMLX_BACKEND, else
+	// SimpleGo). It is part of every unit's identity.
+	Backend string `toml:"backend"`
+	// CodeIdentity decides whether the code version is part of a unit's identity: "revision"
+	// (default: a new git revision makes every unit new) or "ignore" (the version is recorded
+	// in the results but finished units stay finished across code changes).
+	CodeIdentity string `toml:"code_identity"`
+	// MaxAttempts is how often a failing unit is tried before jobs run skips it (default 3;
+	// --retry-failed tries again).
+	MaxAttempts int `toml:"max_attempts"`
+	// Train holds training overrides for every experiment: enflow train flag names (without
+	// "--"; "_" may replace "-") to values.
+	Train map[string]any `toml:"train"`
+	// ExtraArgs are appended verbatim to every enflow train command line (escape hatch for
+	// flags the runner does not know).
+	ExtraArgs   []string         `toml:"extra_args"`
+	Experiments []ExperimentSpec `toml:"experiment"`
+	Evaluations []EvaluationSpec `toml:"evaluation"`
+
+	// Path is the absolute path of the spec file (set by LoadSpec).
+	Path string `toml:"-"`
+}
+
+// ExperimentSpec is one [[experiment]] table: the cross product datasets × models × n_data ×
+// seeds of training units.
+type ExperimentSpec struct {
+	Name      string         `toml:"name"`
+	Dataset   string         `toml:"dataset"`
+	Models    []string       `toml:"models"`
+	NData     []int          `toml:"n_data"`
+	Seeds     []int64        `toml:"seeds"`
+	Train     map[string]any `toml:"train"`
+	ExtraArgs []string       `toml:"extra_args"`
+}
+
+// EvaluationSpec is one [[evaluation]] table. Without Samples it is attached to every training
+// unit it applies to (filtered by Datasets and Models); with Samples it is a standalone unit
+// evaluating that file (e.g. the data themselves, labelled "data").
+type EvaluationSpec struct {
+	Kind     string   `toml:"kind"`     // nll | energy | stability | js
+	Datasets []string `toml:"datasets"` // attached: only these datasets (default: all it applies to)
+	Models   []string `toml:"models"`   // attached: only these models (default: all)
+	Samples  string   `toml:"samples"`  // standalone: the table to evaluate
+	Dataset  string   `toml:"dataset"`  // standalone: the dataset the table belongs to
+	Label    string   `toml:"label"`    // standalone: a label for the results (default "data")
+	N        int      `toml:"n"`        // samples to draw (default 1000); samples files: first n only (0 = all)
+	Seed     int64    `toml:"seed"`     // sampling / Hutchinson seed (default 1)
+	Split    string   `toml:"split"`    // nll: test (default), val or train
+	Trace    string   `toml:"trace"`    // nll: exact | hutchinson (default: the run's)
+	Solver   string   `toml:"solver"`   // nll, sampling: ODE solver override
+	RTol     float64  `toml:"rtol"`     // nll, sampling: tolerance overrides
+	ATol     float64  `toml:"atol"`
+	Steps    int      `toml:"steps"`   // nll, sampling: fixed-step solver steps
+	Batch    int      `toml:"batch"`   // nll, sampling: batch size (default 100)
+	NAtoms   int      `toml:"n_atoms"` // js: molecules with this many atoms (default 19)
+	Bins     int      `toml:"bins"`    // energy: histogram bins (default 60)
+}
+
+// Evaluation kinds.
+const (
+	KindTrain     = "train"
+	KindNLL       = "nll"
+	KindEnergy    = "energy"
+	KindStability = "stability"
+	KindJS        = "js"
+)
+
+// Datasets the spec may name. Whether this build can train on one is decided at run time
+// (Capabilities); QM9 training is not implemented yet.
+const (
+	DatasetDW4           = "dw4"
+	DatasetLJ13          = "lj13"
+	DatasetQM9           = "qm9"
+	DatasetQM9Positional = "qm9-positional"
+)
+
+var knownDatasets = []string{DatasetDW4, DatasetLJ13, DatasetQM9, DatasetQM9Positional}
+
+// isParticle reports whether ds is a particle system (DW4, LJ13).
+func isParticle(ds string) bool { return ds == DatasetDW4 || ds == DatasetLJ13 }
+
+// isMolecular reports whether ds is a QM9 variant.
+func isMolecular(ds string) bool { return ds == DatasetQM9 || ds == DatasetQM9Positional }
+
+// evalApplies reports whether an evaluation kind makes sense for a dataset.
+func evalApplies(kind, ds string) bool {
+	switch kind {
+	case KindNLL:
+		return true
+	case KindEnergy:
+		return isParticle(ds)
+	case KindStability:
+		return ds == DatasetQM9
+	case KindJS:
+		return isMolecular(ds)
+	}
+	return false
+}
+
+// flagType is the type of an enflow train flag the spec may override.
+type flagType int
+
+const (
+	flagInt flagType = iota
+	flagFloat
+	flagString
+)
+
+// trainFlags are the enflow train flags a spec may set. The runner owns --dataset, --data,
+// --out, --n-data, --seed, --model, --backend, --resume, --json and --no-progress.
+var trainFlags = map[string]flagType{
+	"epochs": flagInt, "test-every": flagInt, "batch": flagInt, "eval-batch": flagInt,
+	"hidden": flagInt, "layers": flagInt, "steps": flagInt, "max-steps-per-epoch": flagInt,
+	"eval-n": flagInt, "keep": flagInt,
+	"lr": flagFloat, "wd": flagFloat, "rtol": flagFloat, "atol": flagFloat,
+	"dtype": flagString, "solver": flagString, "trace": flagString, "noise": flagString,
+	"grad": flagString, "val-trace": flagString, "test-trace": flagString,
+}
+
+// runnerFlags are the train flags the runner sets itself.
+var runnerFlags = []string{"dataset", "data", "out", "n-data", "seed", "model", "backend", "resume", "json", "no-progress"}
+
+// SpecError is a problem in a spec file; it names the file and, when known, the line.
+type SpecError struct {
+	Path string
+	Line int
+	Msg  string
+}
+
+func (e *SpecError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("jobs: spec %s:%d: %s", e.Path, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("jobs: spec %s: %s", e.Path, e.Msg)
+}
+
+// LoadSpec reads and validates a TOML job spec. Unknown keys are errors (a typo must not
+// silently change an experiment).
+func LoadSpec(path string) (*Spec, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: spec %s: %w", path, err)
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: reading spec: %w", err)
+	}
+	return ParseSpec(abs, data)
+}
+
+// ParseSpec parses and validates spec text; path is used for messages and Spec.Path.
+func ParseSpec(path string, data []byte) (*Spec, error) {
+	s := &Spec{}
+	md, err := toml.Decode(string(data), s)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &SpecError{Path: path, Line: pe.Position.Line, Msg: pe.Message}
+		}
+		return nil, &SpecError{Path: path, Msg: err.Error()}
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, 0, len(und))
+		for _, k := range und {
+			// Keys below [train] tables are checked by normalizeTrain with a better message.
+			if len(k) >= 2 && (k[0] == "train" || (k[0] == "experiment" && len(k) >= 3 && k[1] == "train")) {
+				continue
+			}
+			keys = append(keys, k.String())
+		}
+		if len(keys) > 0 {
+			return nil, &SpecError{Path: path, Msg: fmt.Sprintf("unknown keys %s", strings.Join(keys, ", "))}
+		}
+	}
+	s.Path = path
+	if err := s.validate(); err != nil {
+		return nil, &SpecError{Path: path, Msg: err.Error()}
+	}
+	return s, nil
+}
+
+func (s *Spec) validate() error {
+	if s.Name == "" {
+		s.Name = strings.TrimSuffix(filepath.Base(s.Path), filepath.Ext(s.Path))
+	}
+	switch s.CodeIdentity {
+	case "":
+		s.CodeIdentity = "revision"
+	case "revision", "ignore":
+	default:
+		return fmt.Errorf("code_identity %q: want revision or ignore", s.CodeIdentity)
+	}
+	if s.MaxAttempts == 0 {
+		s.MaxAttempts = 3
+	}
+	if s.MaxAttempts < 0 {
+		return fmt.Errorf("max_attempts %d must be positive", s.MaxAttempts)
+	}
+	if _, err := normalizeTrain(s.Train); err != nil {
+		return fmt.Errorf("[train]: %w", err)
+	}
+	if len(s.Experiments) == 0 && len(s.Evaluations) == 0 {
+		return fmt.Errorf("no [[experiment]] and no [[evaluation]]")
+	}
+	for i := range s.Experiments {
+		if err := s.Experiments[i].validate(); err != nil {
+			return fmt.Errorf("experiment %d: %w", i+1, err)
+		}
+	}
+	for i := range s.Evaluations {
+		if err := s.Evaluations[i].validate(); err != nil {
+			return fmt.Errorf("evaluation %d (%s): %w", i+1, s.Evaluations[i].Kind, err)
+		}
+	}
+	return nil
+}
+
+func checkDataset(ds string) error {
+	if !slices.Contains(knownDatasets, ds) {
+		return fmt.Errorf("unknown dataset %q (known: %s)", ds, strings.Join(knownDatasets, ", "))
+	}
+	return nil
+}
+
+func (e *ExperimentSpec) validate() error {
+	if err := checkDataset(e.Dataset); err != nil {
+		return err
+	}
+	if len(e.Models) == 0 {
+		return fmt.Errorf("no models")
+	}
+	for _, m := range e.Models {
+		if m == "" || strings.ContainsAny(m, " \t/") {
+			return fmt.Errorf("bad model name %q", m)
+		}
+	}
+	if hasDup(e.Models) {
+		return fmt.Errorf("models %v list a model twice", e.Models)
+	}
+	if len(e.NData) == 0 {
+		return fmt.Errorf("no n_data")
+	}
+	for _, n := range e.NData {
+		if n <= 0 {
+			return fmt.Errorf("n_data %d must be positive", n)
+		}
+	}
+	if hasDup(e.NData) {
+		return fmt.Errorf("n_data %v lists a value twice", e.NData)
+	}
+	if len(e.Seeds) == 0 {
+		e.Seeds = []int64{1}
+	}
+	for _, sd := range e.Seeds {
+		if sd < 0 {
+			return fmt.Errorf("seed %d must be ≥ 0", sd)
+		}
+	}
+	if hasDup(e.Seeds) {
+		return fmt.Errorf("seeds %v list a seed twice", e.Seeds)
+	}
+	if _, err := normalizeTrain(e.Train); err != nil {
+		return fmt.Errorf("[experiment.train]: %w", err)
+	}
+	return nil
+}
+
+func hasDup[T comparable](xs []T) bool {
+	seen := make(map[T]bool, len(xs))
+	for _, x := range xs {
+		if seen[x] {
+			return true
+		}
+		seen[x] = true
+	}
+	return false
+}
+
+func (e *EvaluationSpec) validate() error {
+	switch e.Kind {
+	case KindNLL, KindEnergy, KindStability, KindJS:
+	case "":
+		return fmt.Errorf("kind is required (nll, energy, stability or js)")
+	default:
+		return fmt.Errorf("unknown kind %q (want nll, energy, stability or js)", e.Kind)
+	}
+	if e.Samples != "" {
+		if e.Kind == KindNLL {
+			return fmt.Errorf("samples: an nll evaluation needs a trained model, not a sample file")
+		}
+		if e.Dataset == "" {
+			return fmt.Errorf("samples %q needs dataset", e.Samples)
+		}
+		if err := checkDataset(e.Dataset); err != nil {
+			return err
+		}
+		if !evalApplies(e.Kind, e.Dataset) {
+			return fmt.Errorf("%s does not apply to dataset %s", e.Kind, e.Dataset)
+		}
+		if e.Label == "" {
+			e.Label = "data"
+		}
+		if len(e.Datasets) > 0 || len(e.Models) > 0 {
+			return fmt.Errorf("datasets/models filter attached evaluations; a samples evaluation has dataset instead")
+		}
+	} else {
+		if e.Dataset != "" || e.Label != "" {
+			return fmt.Errorf("dataset and label are for samples evaluations; use datasets = [...] to filter")
+		}
+		for _, ds := range e.Datasets {
+			if err := checkDataset(ds); err != nil {
+				return err
+			}
+			if !evalApplies(e.Kind, ds) {
+				return fmt.Errorf("%s does not apply to dataset %s", e.Kind, ds)
+			}
+		}
+	}
+	if e.N < 0 || e.Batch < 0 || e.Steps < 0 || e.Bins < 0 || e.NAtoms < 0 || e.Seed < 0 {
+		return fmt.Errorf("n, batch, steps, bins, n_atoms and seed must be ≥ 0")
+	}
+	if e.RTol < 0 || e.ATol < 0 {
+		return fmt.Errorf("rtol and atol must be ≥ 0")
+	}
+	switch e.Split {
+	case "", "test", "val", "train":
+	default:
+		return fmt.Errorf("split %q: want test, val or train", e.Split)
+	}
+	if e.Split != "" && e.Kind != KindNLL {
+		return fmt.Errorf("split is an nll option")
+	}
+	if e.NAtoms != 0 && e.Kind != KindJS {
+		return fmt.Errorf("n_atoms is a js option")
+	}
+	if e.Bins != 0 && e.Kind != KindEnergy {
+		return fmt.Errorf("bins is an energy option")
+	}
+	switch e.Trace {
+	case "", "exact", "hutchinson":
+	default:
+		return fmt.Errorf("trace %q: want exact or hutchinson", e.Trace)
+	}
+	// Defaults (part of the normalized spec, hence of the identity).
+	if e.Seed == 0 {
+		e.Seed = 1
+	}
+	switch e.Kind {
+	case KindNLL:
+		if e.Split == "" {
+			e.Split = "test"
+		}
+		if e.Batch == 0 {
+			e.Batch = 100
+		}
+	case KindEnergy:
+		if e.Bins == 0 {
+			e.Bins = 60
+		}
+	case KindJS:
+		if e.NAtoms == 0 {
+			e.NAtoms = 19
+		}
+	}
+	// Samples drawn by attached evaluations; a samples file is evaluated whole unless n is set.
+	if e.N == 0 && e.Samples == "" && e.Kind != KindNLL {
+		e.N = 1000
+	}
+	return nil
+}
+
+// normalizeTrain checks training overrides against trainFlags and returns them keyed by flag
+// name with values of the flag's Go type (int64, float64, string).
+func normalizeTrain(in map[string]any) (map[string]any, error) {
+	out := make(map[string]any, len(in))
+	keys := make([]string, 0, len(in))
+	for k := range in {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		name := strings.ReplaceAll(k, "_", "-")
+		if slices.Contains(runnerFlags, name) {
+			return nil, fmt.Errorf("%q is set by the runner (use the experiment's dataset/models/n_data/seeds, or the spec's backend)", k)
+		}
+		t, ok := trainFlags[name]
+		if !ok {
+			known := make([]string, 0, len(trainFlags))
+			for f := range trainFlags {
+				known = append(known, f)
+			}
+			sort.Strings(known)
+			return nil, fmt.Errorf("unknown training override %q (known: %s; anything else goes to extra_args)", k, strings.Join(known, ", "))
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("training override %q given twice (with - and _)", name)
+		}
+		v, err := convertFlag(t, in[k])
+		if err != nil {
+			return nil, fmt.Errorf("training override %q: %w", k, err)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+func convertFlag(t flagType, v any) (any, error) {
+	switch t {
+	case flagInt:
+		switch x := v.(type) {
+		case int64:
+			if x < 0 {
+				return nil, fmt.Errorf("%d must be ≥ 0", x)
+			}
+			return x, nil
+		case float64:
+			if x != math.Trunc(x) || x < 0 || x > math.MaxInt32 {
+				return nil, fmt.Errorf("%v is not a non-negative integer", x)
+			}
+			return int64(x), nil
+		}
+		return nil, fmt.Errorf("%v (%T) is not an integer", v, v)
+	case flagFloat:
+		switch x := v.(type) {
+		case int64:
+			return float64(x), nil
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, fmt.Errorf("%v is not finite", x)
+			}
+			return x, nil
+		}
+		return nil, fmt.Errorf("%v (%T) is not a number", v, v)
+	case flagString:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		return nil, fmt.Errorf("%v (%T) is not a string", v, v)
+	}
+	return nil, fmt.Errorf("unknown flag type")
+}
+
+// mergeTrain returns base overridden by over (both normalized).
+func mergeTrain(base, over map[string]any) map[string]any {
+	out := make(map[string]any, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
+}
+
+// trainArgs renders normalized overrides as command-line flags, sorted by name.
+func trainArgs(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, 0, 2*len(keys))
+	for _, k := range keys {
+		var s string
+		switch x := m[k].(type) {
+		case int64:
+			s = strconv.FormatInt(x, 10)
+		case float64:
+			s = strconv.FormatFloat(x, 'g', -1, 64)
+		case string:
+			s = x
+		default:
+			s = fmt.Sprint(x)
+		}
+		out = append(out, "--"+k, s)
+	}
+	return out
+}
+
+// ExpandPath expands ${VAR} and ${VAR:-default} (and $VAR) in p.
+func ExpandPath(p string) string {
+	return os.Expand(p, func(name string) string {
+		if i := strings.Index(name, ":-"); i >= 0 {
+			if v := os.Getenv(name[:i]); v != "" {
+				return v
+			}
+			return name[i+2:]
+		}
+		return os.Getenv(name)
+	})
+}

@@ -1,0 +1,911 @@
+// Package reports rebuilds the paper's tables and figures from the job runner's results table
+// (pipeline/jobs, schema results/v1): an HTML page with the paper's Tables 1–3 side by side
+// with our numbers, training curves, energy histograms of particle samples, relative-distance
+// histograms and stability bars for QM9 (all plots inline SVG, no scripts), and the same
+// tables in Markdown. Cells without results show "–".
+//
+//	enflow report --results out/jobs/table1_dw4 --out report.html --md report.md
+//
+// When several units measured the same cell (same dataset, model, n_data and seed, e.g. after
+// a code change), the most recently recorded one is used; cells average over seeds and show
+// "mean ± std (k seeds)".
+package reports
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	texttemplate "text/template"
+	"time"
+
+	"github.com/enflow/enflow/etl/atomicfile"
+	"github.com/enflow/enflow/pipeline/jobs"
+)
+
+//go:embed templates/*.tmpl
+var templatesFS embed.FS
+
+// Options configures Build.
+type Options struct {
+	Title  string    // default "enflow results"
+	Source string    // where the results came from (shown)
+	Now    time.Time // generation time (default time.Now)
+}
+
+// Cell is one "paper | ours" pair of a table.
+type Cell struct {
+	Paper  string // "–" when the paper has no number
+	Ours   string // "–" when we have no result
+	Title  string // tooltip: seeds, units
+	Filled bool   // we have a result
+	Class  string // "better" / "worse" than the paper (lower NLL, higher stability), or ""
+}
+
+// TableRow is a row of a table view.
+type TableRow struct {
+	Name  string
+	Kind  string
+	Extra bool // a model the paper does not have
+	Cells []Cell
+}
+
+// TableView is a table: a caption, one or two header rows and rows of cells.
+type TableView struct {
+	ID      string
+	Caption string
+	Groups  []HeaderGroup // first header row (column groups)
+	Columns []string      // second header row: one name per Cell column
+	Rows    []TableRow
+	Note    string
+}
+
+// FlatColumns are the column names prefixed by their group (for one-row headers).
+func (t TableView) FlatColumns() []string {
+	if len(t.Groups) == 0 {
+		return t.Columns
+	}
+	out := make([]string, 0, len(t.Columns))
+	i := 0
+	for _, g := range t.Groups {
+		for k := 0; k < g.Span && i < len(t.Columns); k++ {
+			out = append(out, g.Name+" "+t.Columns[i])
+			i++
+		}
+	}
+	return append(out, t.Columns[i:]...)
+}
+
+// HeaderGroup spans Span cell columns; each cell is two table columns (paper, ours), so
+// Cols = 2·Span.
+type HeaderGroup struct {
+	Name string
+	Span int
+	Cols int
+}
+
+// Figure is one inline SVG plot.
+type Figure struct {
+	Caption string
+	SVG     template.HTML
+}
+
+// UnitRow is one line of the units table.
+type UnitRow struct {
+	Unit, Spec, Kind, Dataset, Model string
+	NData, Seed                      string
+	Main                             string
+	WallS                            string
+	Attempt                          int64
+	Resumed                          bool
+	Host, GitRev, Backend, Recorded  string
+}
+
+// Report is everything the templates render.
+type Report struct {
+	Title     string
+	Source    string
+	Generated string
+	Rows      int
+	Units     int
+	Specs     []string
+	GitRevs   []string
+	Tables    []TableView
+	Curves    []Figure
+	Energy    []Figure
+	Distances []Figure
+	Stability []Figure
+	UnitRows  []UnitRow
+}
+
+// unitRec gathers one unit's rows.
+type unitRec struct {
+	first    jobs.Row
+	metrics  map[string]jobs.Row
+	recorded time.Time
+}
+
+func (u *unitRec) value(metric string) float64 {
+	if r, ok := u.metrics[metric]; ok {
+		return r.Value
+	}
+	return math.NaN()
+}
+
+// cellKey identifies what a unit measures; the latest unit per key wins.
+type cellKey struct {
+	kind, dataset, model, label string
+	nData, seed                 int64
+}
+
+// index is the results organised for lookups.
+type index struct {
+	units  []*unitRec           // latest per cellKey, sorted
+	byKey  map[cellKey]*unitRec // latest per cellKey
+	models []string             // model kinds seen (train units), paper order first
+}
+
+func buildIndex(rows []jobs.Row) *index {
+	byUnit := map[string]*unitRec{}
+	var order []string
+	for _, r := range rows {
+		u, ok := byUnit[r.Unit]
+		if !ok {
+			u = &unitRec{first: r, metrics: map[string]jobs.Row{}}
+			byUnit[r.Unit] = u
+			order = append(order, r.Unit)
+		}
+		if prev, ok := u.metrics[r.Metric]; !ok || !r.RecordedAt.Before(prev.RecordedAt) {
+			u.metrics[r.Metric] = r
+		}
+		if r.RecordedAt.After(u.recorded) {
+			u.recorded = r.RecordedAt
+		}
+	}
+	ix := &index{byKey: map[cellKey]*unitRec{}}
+	for _, id := range order {
+		u := byUnit[id]
+		f := u.first
+		k := cellKey{f.UnitKind, f.Dataset, f.Model, f.Label, f.NData, f.Seed}
+		if prev, ok := ix.byKey[k]; !ok || u.recorded.After(prev.recorded) {
+			ix.byKey[k] = u
+		}
+	}
+	for _, u := range ix.byKey {
+		ix.units = append(ix.units, u)
+	}
+	sort.Slice(ix.units, func(i, j int) bool {
+		a, b := ix.units[i].first, ix.units[j].first
+		for _, c := range []int{
+			strings.Compare(a.Dataset, b.Dataset), cmpInt(a.NData, b.NData), strings.Compare(modelOrder(a.Model), modelOrder(b.Model)),
+			cmpInt(a.Seed, b.Seed), strings.Compare(kindOrder(a.UnitKind), kindOrder(b.UnitKind)), strings.Compare(a.Label, b.Label),
+		} {
+			if c != 0 {
+				return c < 0
+			}
+		}
+		return a.Unit < b.Unit
+	})
+	seen := map[string]bool{}
+	for _, u := range ix.units {
+		if m := u.first.Model; m != "" && !seen[m] {
+			seen[m] = true
+			ix.models = append(ix.models, m)
+		}
+	}
+	sort.Slice(ix.models, func(i, j int) bool { return modelOrder(ix.models[i]) < modelOrder(ix.models[j]) })
+	return ix
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func modelOrder(m string) string {
+	for i, pm := range paperModels {
+		if pm.Kind == m {
+			return fmt.Sprintf("0%02d", i)
+		}
+	}
+	return "1" + m
+}
+
+func kindOrder(k string) string {
+	switch k {
+	case jobs.KindTrain:
+		return "0"
+	case jobs.KindNLL:
+		return "1"
+	}
+	return "2" + k
+}
+
+// modelName is the paper's name of a model kind (the kind itself otherwise).
+func modelName(kind string) string {
+	for _, m := range paperModels {
+		if m.Kind == kind {
+			return m.Name
+		}
+	}
+	if kind == "gaussian" {
+		return "Gaussian (stand-in)"
+	}
+	return kind
+}
+
+// modelColor is a stable colour per model kind.
+func modelColor(kind string, others []string) string {
+	for _, m := range paperModels {
+		if m.Kind == kind {
+			return m.Color
+		}
+	}
+	for i, o := range others {
+		if o == kind {
+			return otherColors[i%len(otherColors)]
+		}
+	}
+	return "#333"
+}
+
+// sampleColor is the model's colour, or blue for data rows (the reference is grey).
+func sampleColor(model string, others []string) string {
+	if model == "" {
+		return "#1f77b4"
+	}
+	return modelColor(model, others)
+}
+
+// agg is the mean, std and count of a metric over seeds for units matching the filter.
+type agg struct {
+	mean, std float64
+	n         int
+	seeds     []int64
+	units     []string
+}
+
+func (ix *index) aggregate(kind, dataset, model, label string, nData int64, metric string) agg {
+	var a agg
+	var vals []float64
+	for _, u := range ix.units {
+		f := u.first
+		if f.UnitKind != kind || f.Dataset != dataset || f.Model != model || f.Label != label || (nData >= 0 && f.NData != nData) {
+			continue
+		}
+		v := u.value(metric)
+		if math.IsNaN(v) {
+			continue
+		}
+		vals = append(vals, v)
+		a.seeds = append(a.seeds, f.Seed)
+		a.units = append(a.units, f.Unit)
+	}
+	a.n = len(vals)
+	if a.n == 0 {
+		a.mean, a.std = math.NaN(), math.NaN()
+		return a
+	}
+	for _, v := range vals {
+		a.mean += v
+	}
+	a.mean /= float64(a.n)
+	for _, v := range vals {
+		a.std += (v - a.mean) * (v - a.mean)
+	}
+	if a.n > 1 {
+		a.std = math.Sqrt(a.std / float64(a.n-1))
+	} else {
+		a.std = 0
+	}
+	return a
+}
+
+// largestNData returns the largest n_data of matching units (−1: none; 0: standalone units).
+func (ix *index) largestNData(kind, dataset, model, label string) int64 {
+	best := int64(-1)
+	for _, u := range ix.units {
+		f := u.first
+		if f.UnitKind == kind && f.Dataset == dataset && f.Model == model && f.Label == label && f.NData > best {
+			best = f.NData
+		}
+	}
+	return best
+}
+
+// Value formats.
+type format int
+
+const (
+	fmtNLL  format = iota // 2 decimals (Table 1)
+	fmtNLL1               // paper numbers of Tables 2 and 3: 1 decimal (ours keep 2)
+	fmtPercent
+	fmtJS
+)
+
+func formatValue(v float64, f format) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	switch f {
+	case fmtPercent:
+		return strconv.FormatFloat(v*100, 'f', 1, 64) + "%"
+	case fmtJS:
+		if math.Abs(v) >= 1e-3 {
+			return strconv.FormatFloat(v, 'f', 3, 64)
+		}
+		return strconv.FormatFloat(v, 'e', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// formatPaper prints a paper number with the paper's own precision (shortest form).
+func formatPaper(v float64, f format) string {
+	switch {
+	case math.IsNaN(v):
+		return "–"
+	case f == fmtPercent:
+		return strconv.FormatFloat(math.Round(v*1000)/10, 'f', -1, 64) + "%"
+	case f == fmtJS:
+		return formatValue(v, f)
+	case f == fmtNLL1:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// cell builds a paper/ours cell. lowerBetter decides the colouring.
+func cell(paper float64, a agg, f format, lowerBetter bool) Cell {
+	c := Cell{Paper: formatPaper(paper, f), Ours: formatValue(a.mean, f)}
+	if f == fmtNLL1 {
+		f = fmtNLL
+		c.Ours = formatValue(a.mean, f)
+	}
+	if a.n == 0 {
+		return c
+	}
+	c.Filled = true
+	if a.n > 1 {
+		c.Ours += " ± " + strings.TrimSuffix(formatValue(a.std, f), "%")
+		c.Ours += fmt.Sprintf(" (%d)", a.n)
+	}
+	seeds := make([]string, len(a.seeds))
+	for i, s := range a.seeds {
+		seeds[i] = strconv.FormatInt(s, 10)
+	}
+	c.Title = fmt.Sprintf("seeds %s; units %s", strings.Join(seeds, ", "), strings.Join(a.units, ", "))
+	if !math.IsNaN(paper) {
+		if (a.mean < paper) == lowerBetter {
+			c.Class = "better"
+		} else {
+			c.Class = "worse"
+		}
+	}
+	return c
+}
+
+// Build organises rows into a Report.
+func Build(rows []jobs.Row, o Options) *Report {
+	if o.Title == "" {
+		o.Title = "enflow results"
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	ix := buildIndex(rows)
+	r := &Report{Title: o.Title, Source: o.Source, Generated: o.Now.UTC().Format("2006-01-02 15:04 UTC"), Rows: len(rows)}
+	specs, revs, units := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, row := range rows {
+		specs[row.SpecName] = true
+		units[row.Unit] = true
+		if row.GitRev != "" {
+			revs[shortRev(row.GitRev)] = true
+		}
+	}
+	r.Units = len(units)
+	r.Specs, r.GitRevs = sortedKeys(specs), sortedKeys(revs)
+	var others []string
+	for _, m := range ix.models {
+		if modelOrder(m)[0] == '1' {
+			others = append(others, m)
+		}
+	}
+	r.Tables = []TableView{table1(ix, others), table2(ix, others), table3(ix, others)}
+	r.Curves = curveFigures(ix, others)
+	r.Energy = energyFigures(ix, others)
+	r.Distances = distanceFigures(ix, others)
+	r.Stability = stabilityFigures(ix, others)
+	for _, u := range ix.units {
+		f := u.first
+		row := UnitRow{Unit: f.Unit, Spec: f.SpecName, Kind: f.UnitKind, Dataset: datasetName(f.Dataset),
+			Model: modelName(f.Model), NData: "–", Seed: "–", Main: mainValue(u), WallS: formatValue(f.WallS, fmtNLL),
+			Attempt: f.Attempt, Resumed: f.Resumed, Host: f.Host, GitRev: shortRev(f.GitRev), Backend: f.Backend,
+			Recorded: u.recorded.UTC().Format("2006-01-02 15:04")}
+		if f.Model == "" {
+			row.Model = f.Label
+		}
+		if f.NData > 0 {
+			row.NData = strconv.FormatInt(f.NData, 10)
+		}
+		if f.Seed >= 0 {
+			row.Seed = strconv.FormatInt(f.Seed, 10)
+		}
+		r.UnitRows = append(r.UnitRows, row)
+	}
+	return r
+}
+
+func shortRev(rev string) string {
+	if len(rev) > 10 {
+		return rev[:10]
+	}
+	return rev
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		if k != "" {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func mainValue(u *unitRec) string {
+	pick := func(metric string, f format) string {
+		v := u.value(metric)
+		if math.IsNaN(v) {
+			return ""
+		}
+		return metric + " " + formatValue(v, f)
+	}
+	switch u.first.UnitKind {
+	case jobs.KindTrain:
+		return pick("test_nll", fmtNLL)
+	case jobs.KindNLL:
+		return pick("nll", fmtNLL)
+	case jobs.KindEnergy:
+		s := pick("mean_energy", fmtNLL)
+		if d := pick("data_mean_energy", fmtNLL); d != "" {
+			s += " (data " + strings.TrimPrefix(d, "data_mean_energy ") + ")"
+		}
+		return s
+	case jobs.KindStability:
+		return strings.TrimSpace(pick("atom_stable", fmtPercent) + " " + pick("mol_stable", fmtPercent))
+	case jobs.KindJS:
+		return pick("js", fmtJS)
+	}
+	return ""
+}
+
+func table1(ix *index, others []string) TableView {
+	t := TableView{ID: "table1", Caption: "Table 1 — test NLL (nats) on DW4 and LJ13 by number of training samples",
+		Note: "Ours: test NLL at the epoch of best validation NLL (REFERENCE §1.4), mean ± std over seeds (count). " +
+			"Green: lower than the paper; red: higher. Other training-set sizes are listed under Units."}
+	for _, ds := range Table1Datasets {
+		t.Groups = append(t.Groups, HeaderGroup{Name: datasetName(ds), Span: len(Table1Sizes[ds]), Cols: 2 * len(Table1Sizes[ds])})
+		for _, n := range Table1Sizes[ds] {
+			t.Columns = append(t.Columns, sizeLabel(n))
+		}
+	}
+	addRow := func(kind string, extra bool) {
+		row := TableRow{Name: modelName(kind), Kind: kind, Extra: extra}
+		for _, ds := range Table1Datasets {
+			for i, n := range Table1Sizes[ds] {
+				paper := math.NaN()
+				if p, ok := Table1[kind][ds]; ok {
+					paper = p[i]
+				}
+				row.Cells = append(row.Cells, cell(paper, ix.aggregate(jobs.KindTrain, ds, kind, "", n, "test_nll"), fmtNLL, true))
+			}
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	for _, m := range paperModels {
+		addRow(m.Kind, false)
+	}
+	for _, m := range others {
+		for _, ds := range Table1Datasets {
+			if ix.largestNData(jobs.KindTrain, ds, m, "") > 0 {
+				addRow(m, true)
+				break
+			}
+		}
+	}
+	return t
+}
+
+func sizeLabel(n int64) string {
+	switch n {
+	case 10:
+		return "10"
+	case 100:
+		return "10²"
+	case 1000:
+		return "10³"
+	case 10000:
+		return "10⁴"
+	case 100000:
+		return "10⁵"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func table2(ix *index, others []string) TableView {
+	t := TableView{ID: "table2", Caption: "Table 2 — QM9: NLL −log p(x, h, M), atom and molecule stability",
+		Columns: []string{"NLL", "atom stable", "mol stable"},
+		Note:    "Ours: NLL of the trained model; stability of its samples (REFERENCE §3.1); the Data row evaluates the QM9 test split."}
+	add := func(kind, name string, p Table2Row, extra bool) {
+		row := TableRow{Name: name, Kind: kind, Extra: extra}
+		model, label := kind, ""
+		if kind == "data" {
+			model, label = "", "data"
+		}
+		nNLL := ix.largestNData(jobs.KindTrain, "qm9", model, label)
+		nSt := ix.largestNData(jobs.KindStability, "qm9", model, label)
+		row.Cells = []Cell{
+			cell(p.NLL, ix.aggregate(jobs.KindTrain, "qm9", model, label, nNLL, "test_nll"), fmtNLL1, true),
+			cell(p.AtomStable, ix.aggregate(jobs.KindStability, "qm9", model, label, nSt, "atom_stable"), fmtPercent, false),
+			cell(p.MolStable, ix.aggregate(jobs.KindStability, "qm9", model, label, nSt, "mol_stable"), fmtPercent, false),
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	for _, p := range Table2 {
+		add(p.Kind, p.Name, p, false)
+	}
+	nan := Table2Row{NLL: math.NaN(), AtomStable: math.NaN(), MolStable: math.NaN()}
+	for _, m := range others {
+		if ix.largestNData(jobs.KindTrain, "qm9", m, "") >= 0 || ix.largestNData(jobs.KindStability, "qm9", m, "") >= 0 {
+			add(m, modelName(m), nan, true)
+		}
+	}
+	return t
+}
+
+func table3(ix *index, others []string) TableView {
+	t := TableView{ID: "table3", Caption: "Table 3 — QM9 Positional: NLL and JS divergence of relative distances",
+		Columns: []string{"NLL", "JS(rel. dist)"},
+		Note: fmt.Sprintf("JS against analyzed_19 (REFERENCE §3.2). The Data row evaluates the real 19-atom test molecules "+
+			"(reference value %s).", formatValue(ReferenceJSData, fmtJS))}
+	ds := "qm9-positional"
+	add := func(kind, name string, nll, js float64, extra bool) {
+		row := TableRow{Name: name, Kind: kind, Extra: extra}
+		model, label := kind, ""
+		if kind == "data" {
+			model, label = "", "data"
+		}
+		nNLL := ix.largestNData(jobs.KindTrain, ds, model, label)
+		nJS := ix.largestNData(jobs.KindJS, ds, model, label)
+		row.Cells = []Cell{
+			cell(nll, ix.aggregate(jobs.KindTrain, ds, model, label, nNLL, "test_nll"), fmtNLL1, true),
+			cell(js, ix.aggregate(jobs.KindJS, ds, model, label, nJS, "js"), fmtJS, true),
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	for _, p := range Table3 {
+		add(p.Kind, p.Name, p.NLL, p.JS, false)
+	}
+	for _, m := range others {
+		if ix.largestNData(jobs.KindTrain, ds, m, "") >= 0 || ix.largestNData(jobs.KindJS, ds, m, "") >= 0 {
+			add(m, modelName(m), math.NaN(), math.NaN(), true)
+		}
+	}
+	if ix.largestNData(jobs.KindJS, ds, "", "data") >= 0 {
+		add("data", "Data (test split)", math.NaN(), math.NaN(), true)
+	}
+	return t
+}
+
+func detail[T any](u *unitRec, metric string) (*T, bool) {
+	r, ok := u.metrics[metric]
+	if !ok || r.Detail == "" {
+		return nil, false
+	}
+	v := new(T)
+	if err := json.Unmarshal([]byte(r.Detail), v); err != nil {
+		return nil, false
+	}
+	return v, true
+}
+
+func ptrs(xs []*float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, p := range xs {
+		if p == nil {
+			out[i] = math.NaN()
+		} else {
+			out[i] = *p
+		}
+	}
+	return out
+}
+
+func curveFigures(ix *index, others []string) []Figure {
+	type group struct {
+		ds    string
+		nData int64
+	}
+	var order []group
+	series := map[group][]Series{}
+	seeds := map[group]map[string]int{}
+	for _, u := range ix.units {
+		f := u.first
+		if f.UnitKind != jobs.KindTrain {
+			continue
+		}
+		c, ok := detail[jobs.Curve](u, "curve")
+		if !ok || len(c.Epoch) == 0 {
+			continue
+		}
+		g := group{f.Dataset, f.NData}
+		if _, ok := series[g]; !ok {
+			order = append(order, g)
+			seeds[g] = map[string]int{}
+		}
+		seeds[g][f.Model]++
+		x := make([]float64, len(c.Epoch))
+		for i, e := range c.Epoch {
+			x[i] = float64(e)
+		}
+		color := modelColor(f.Model, others)
+		name := modelName(f.Model)
+		if seeds[g][f.Model] > 1 {
+			name = "" // one legend entry per model
+		}
+		// Validation runs every test-every epochs: connect the evaluated epochs only.
+		var vx, vy []float64
+		for i, v := range ptrs(c.ValNLL) {
+			if !math.IsNaN(v) && i < len(x) {
+				vx, vy = append(vx, x[i]), append(vy, v)
+			}
+		}
+		series[g] = append(series[g],
+			Series{Name: name, X: x, Y: ptrs(c.TrainNLL), Color: color},
+			Series{X: vx, Y: vy, Color: color, Dash: true, Markers: true})
+	}
+	var figs []Figure
+	for _, g := range order {
+		ch := Chart{Title: fmt.Sprintf("%s, n_data = %d", datasetName(g.ds), g.nData), XLabel: "epoch", YLabel: "NLL (nats)",
+			W: 410, H: 270, Series: series[g], Note: "solid: train NLL; dashed with dots: validation NLL"}
+		figs = append(figs, Figure{Caption: ch.Title, SVG: ch.SVG()})
+	}
+	return figs
+}
+
+func energyFigures(ix *index, others []string) []Figure {
+	var figs []Figure
+	for _, u := range ix.units {
+		f := u.first
+		if f.UnitKind != jobs.KindEnergy {
+			continue
+		}
+		h, ok := detail[jobs.EnergyHistogram](u, "energy_hist")
+		if !ok || h.Bins <= 0 || len(h.Samples) != h.Bins || len(h.Data) != h.Bins || !(h.Hi > h.Lo) {
+			continue
+		}
+		width := (h.Hi - h.Lo) / float64(h.Bins)
+		x := make([]float64, h.Bins)
+		for i := range x {
+			x[i] = h.Lo + float64(i)*width
+		}
+		density := func(c []int64, extra int64) []float64 {
+			total := extra
+			for _, v := range c {
+				total += v
+			}
+			out := make([]float64, len(c))
+			for i, v := range c {
+				if total > 0 {
+					out[i] = float64(v) / float64(total) / width
+				}
+			}
+			return out
+		}
+		who := modelName(f.Model)
+		if f.Model == "" {
+			who = f.Label
+		}
+		title := fmt.Sprintf("%s · %s", datasetName(f.Dataset), who)
+		if f.NData > 0 {
+			title += fmt.Sprintf(" · n=%d", f.NData)
+		}
+		if f.Seed >= 0 {
+			title += fmt.Sprintf(" · seed %d", f.Seed)
+		}
+		ch := Chart{Title: title, XLabel: "energy", YLabel: "density", W: 410, H: 250, XMin: h.Lo, XMax: h.Hi, YMinZero: true,
+			Note: fmt.Sprintf("samples outside the range: %d below, %d above, %d non-finite",
+				h.SamplesUnder, h.SamplesOver, h.SamplesNonFinite),
+			Series: []Series{
+				{Name: "data (test)", X: x, Y: density(h.Data, h.DataUnder+h.DataOver), Color: "#555", Step: true, Fill: true},
+				{Name: "samples", X: x, Y: density(h.Samples, h.SamplesUnder+h.SamplesOver+h.SamplesNonFinite),
+					Color: sampleColor(f.Model, others), Step: true, Width: 2},
+			}}
+		figs = append(figs, Figure{Caption: title, SVG: ch.SVG()})
+	}
+	return figs
+}
+
+func distanceFigures(ix *index, others []string) []Figure {
+	var figs []Figure
+	for _, u := range ix.units {
+		f := u.first
+		if f.UnitKind != jobs.KindJS {
+			continue
+		}
+		h, ok := detail[jobs.DistanceHistograms](u, "distance_hist")
+		if !ok || h.Bins <= 0 || len(h.Samples) != h.Bins || len(h.Reference) != h.Bins {
+			continue
+		}
+		width := h.Max / float64(h.Bins)
+		x := make([]float64, h.Bins)
+		for i := range x {
+			x[i] = float64(i) * width
+		}
+		norm := func(c []int64) []float64 {
+			var t int64
+			for _, v := range c {
+				t += v
+			}
+			out := make([]float64, len(c))
+			for i, v := range c {
+				if t > 0 {
+					out[i] = float64(v) / float64(t) / width
+				}
+			}
+			return out
+		}
+		who := modelName(f.Model)
+		if f.Model == "" {
+			who = f.Label
+		}
+		title := fmt.Sprintf("%s · %s", datasetName(f.Dataset), who)
+		ch := Chart{Title: title, XLabel: "relative distance (Å)", YLabel: "density", W: 410, H: 250, XMin: 0, XMax: h.Max,
+			YMinZero: true, Note: fmt.Sprintf("JS %s vs %s", formatValue(u.value("js"), fmtJS), h.RefName),
+			Series: []Series{
+				{Name: "reference", X: x, Y: norm(h.Reference), Color: "#555", Step: true, Fill: true},
+				{Name: who, X: x, Y: norm(h.Samples), Color: sampleColor(f.Model, others), Step: true, Width: 2},
+			}}
+		figs = append(figs, Figure{Caption: title, SVG: ch.SVG()})
+	}
+	return figs
+}
+
+func stabilityFigures(ix *index, others []string) []Figure {
+	var groups []BarGroup
+	have := false
+	kinds := []string{}
+	names := map[string]string{}
+	paper := map[string]Table2Row{}
+	for _, p := range Table2 {
+		kinds = append(kinds, p.Kind)
+		names[p.Kind] = p.Name
+		paper[p.Kind] = p
+	}
+	for _, m := range others {
+		kinds = append(kinds, m)
+		names[m] = modelName(m)
+		paper[m] = Table2Row{AtomStable: math.NaN(), MolStable: math.NaN()}
+	}
+	for _, k := range kinds {
+		model, label := k, ""
+		if k == "data" {
+			model, label = "", "data"
+		}
+		n := ix.largestNData(jobs.KindStability, "qm9", model, label)
+		atom := ix.aggregate(jobs.KindStability, "qm9", model, label, n, "atom_stable")
+		mol := ix.aggregate(jobs.KindStability, "qm9", model, label, n, "mol_stable")
+		if atom.n > 0 {
+			have = true
+		}
+		p := paper[k]
+		if atom.n == 0 && math.IsNaN(p.AtomStable) {
+			continue
+		}
+		name := names[k]
+		if k == "data" {
+			name = "Data"
+		}
+		groups = append(groups, BarGroup{Label: shortName(name), Bars: []Bar{
+			{Name: "atom (paper)", Value: p.AtomStable, Color: "#1f77b4", Hatched: true},
+			{Name: "atom (ours)", Value: atom.mean, Color: "#1f77b4"},
+			{Name: "molecule (paper)", Value: p.MolStable, Color: "#ff7f0e", Hatched: true},
+			{Name: "molecule (ours)", Value: mol.mean, Color: "#ff7f0e"},
+		}})
+	}
+	if !have {
+		return nil
+	}
+	ch := BarChart{Title: "QM9 stability: paper vs ours", YLabel: "stable", W: 620, H: 280, Groups: groups, YMax: 1, Percent: true}
+	return []Figure{{Caption: ch.Title, SVG: ch.SVG()}}
+}
+
+func shortName(s string) string {
+	s = strings.ReplaceAll(s, "GNF-attention-augmentation", "GNF-att-aug")
+	return strings.ReplaceAll(s, "GNF-attention", "GNF-att")
+}
+
+// WriteHTML renders the report as a self-contained HTML page.
+func WriteHTML(w io.Writer, r *Report) error {
+	t, err := template.New("report.html.tmpl").Funcs(template.FuncMap{"inc": func(i int) int { return i + 1 }}).
+		ParseFS(templatesFS, "templates/report.html.tmpl")
+	if err != nil {
+		return fmt.Errorf("reports: parsing the HTML template: %w", err)
+	}
+	if err := t.Execute(w, r); err != nil {
+		return fmt.Errorf("reports: rendering HTML: %w", err)
+	}
+	return nil
+}
+
+// WriteMarkdown renders the tables (and the units) as GitHub-flavoured Markdown.
+func WriteMarkdown(w io.Writer, r *Report) error {
+	t, err := newTextTemplate().ParseFS(templatesFS, "templates/report.md.tmpl")
+	if err != nil {
+		return fmt.Errorf("reports: parsing the Markdown template: %w", err)
+	}
+	if err := t.Execute(w, r); err != nil {
+		return fmt.Errorf("reports: rendering Markdown: %w", err)
+	}
+	return nil
+}
+
+func newTextTemplate() *texttemplate.Template {
+	return texttemplate.New("report.md.tmpl").Funcs(texttemplate.FuncMap{
+		"md": func(s string) string { return strings.ReplaceAll(s, "|", "\\|") },
+		"repeat": func(s string, n int) string {
+			return strings.Repeat(s, max(n, 0))
+		},
+	})
+}
+
+// Generate reads the results at srcs (state directories, results directories or results
+// files, see jobs.ResolveResults; e.g. the state directories of table1_dw4 and table1_lj13
+// together) and writes the HTML report to htmlOut and, if mdOut is not "", the Markdown to
+// mdOut (both atomically).
+func Generate(srcs []string, htmlOut, mdOut string, o Options) (*Report, error) {
+	if len(srcs) == 0 {
+		return nil, fmt.Errorf("reports: no results given")
+	}
+	var rows []jobs.Row
+	for _, src := range srcs {
+		rs, err := jobs.ReadResults(src)
+		if err != nil {
+			return nil, fmt.Errorf("reports: %w", err)
+		}
+		rows = append(rows, rs...)
+	}
+	if o.Source == "" {
+		o.Source = strings.Join(srcs, ", ")
+	}
+	r := Build(rows, o)
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, r); err != nil {
+		return nil, err
+	}
+	if err := atomicfile.WriteFile(htmlOut, buf.Bytes()); err != nil {
+		return nil, fmt.Errorf("reports: %w", err)
+	}
+	if mdOut != "" {
+		buf.Reset()
+		if err := WriteMarkdown(&buf, r); err != nil {
+			return nil, err
+		}
+		if err := atomicfile.WriteFile(mdOut, buf.Bytes()); err != nil {
+			return nil, fmt.Errorf("reports: %w", err)
+		}
+	}
+	return r, nil
+}
