@@ -34,6 +34,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	sharedDir := fs.String("shared", shared.Dir(), "the shared data folder (QM9 test split, DW4/LJ13 samples)")
 	out := fs.String("out", "out/demo", "output `directory`")
 	steps := fs.Int("steps", 10, "training `batches` of the small DW4 flow (0 skips training)")
+	spec := fs.String("jobs", "jobs/mini.toml", "miniature batch-job `spec` run at the end, followed by the HTML report (\"\" skips)")
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object")
 	if err := Parse(fs, args); err != nil {
 		return err
@@ -66,6 +67,18 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 			demoStep{"sample_dw4", []string{"sample", "--checkpoint", run, "--n", "200", "--seed", "1",
 				"--out", filepath.Join(*out, "dw4_samples.parquet"), "--json"}},
 			demoStep{"stats_dw4_samples", []string{"stats", "--in", filepath.Join(*out, "dw4_samples.parquet"), "--json"}},
+		)
+	}
+	if *spec != "" {
+		if _, err := os.Stat(*spec); err != nil {
+			return fmt.Errorf("demo: --jobs: %w", err)
+		}
+		jobsDir := filepath.Join(*out, "jobs")
+		os.RemoveAll(jobsDir) // the demo always recomputes
+		plan = append(plan,
+			demoStep{"jobs_mini", []string{"jobs", "run", *spec, "--data", data, "--state", jobsDir, "--json"}},
+			demoStep{"report", []string{"report", "--results", jobsDir, "--out", filepath.Join(*out, "report.html"),
+				"--md", filepath.Join(*out, "report.md"), "--json"}},
 		)
 	}
 	report := map[string]any{}
@@ -118,5 +131,8 @@ func printDemoHighlights(env *Env, r map[string]any, path string) {
 	if _, ok := r["train_dw4"]; ok {
 		fmt.Fprintf(w, "  DW4 E-NF (a few batches only): test NLL %v nats (exact trace) on %v configurations\n",
 			get("eval_dw4_test", "nll"), get("eval_dw4_test", "n"))
+	}
+	if html := get("report", "html"); html != nil {
+		fmt.Fprintf(w, "  report of the miniature batch job (paper tables next to ours): %v\n", html)
 	}
 }
