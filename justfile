@@ -7,12 +7,25 @@ export GOFLAGS := "-mod=readonly"
 shared := env_var_or_default("ENFLOW_SHARED", justfile_directory() / ".." / "shared")
 out := env_var_or_default("ENFLOW_OUT", "out")
 
+import? 'justfile.notebooks'
+import? 'justfile.bench'
+
 # List the recipes.
 default:
     @./just --list
 
 # Install everything the project needs (Go modules, Node cross-check tools, system packages).
-setup: setup-go setup-js
+setup: setup-go setup-js setup-system
+
+# Debian packages: headless Chromium renders the HTML report in a test (skipped when present).
+setup-system:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v chromium >/dev/null 2>&1 && exit 0
+    if [ "$(id -u)" != 0 ]; then echo "setup-system: run as root or install Debian's chromium yourself" >&2; exit 1; fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
 # Download Go modules and build the enflow binary into bin/.
 setup-go:
@@ -27,19 +40,21 @@ setup-js:
 demo: setup-go
     bin/enflow demo --shared {{shared}} --out {{out}}/demo
 
-# The full test suite: format, vet, unit + integration tests.
-test: setup
+# The full test suite: format, vet, unit + integration tests, short fuzzing, notebooks, model tests on XLA CPU.
+test: setup test-go test-fuzz notebooks test-xla
+
+# Format, vet and the Go tests (pure-Go backend).
+test-go: setup-go
     @echo "== gofmt"; test -z "$(gofmt -l $(git ls-files '*.go'))" || { gofmt -l $(git ls-files '*.go'); exit 1; }
     @echo "== go vet"; go vet ./...
     @echo "== go test"; CI="${CI:-}" ENFLOW_SHARED={{shared}} go test -count=1 -timeout 25m ./...
+
+# Every fuzz target for a short time (FUZZTIME, default 10s each); crashers become regression tests.
+test-fuzz:
+    FUZZTIME="${FUZZTIME:-10s}" ENFLOW_SHARED={{shared}} bash scripts/fuzz/run.sh
 
 # ETL of the shipped datasets into {{out}}/data.
 etl: setup-go
     bin/enflow etl qm9 --npz {{shared}}/data/qm9/cormorant_qm9_test.npz --positional --out {{out}}/data
     bin/enflow etl particles --system dw4 --data {{shared}}/data/dw4 --out {{out}}/data
     bin/enflow etl particles --system lj13 --data {{shared}}/data/lj13 --out {{out}}/data
-
-# Go benchmarks (numbers go to out/bench).
-bench: setup-go
-    mkdir -p {{out}}/bench
-    go test -run '^$' -bench . -benchtime 5x ./gomlx_models/... | tee {{out}}/bench/go-bench.txt

@@ -243,7 +243,7 @@ func readWith(name string, file []byte, ptr any) (err error) {
 		return fmt.Errorf("npy: %s: %w: %v", name, ErrBadHeader, err)
 	}
 	if err := r.Read(ptr); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("npy: %s: decode: %w", name, err)
+		return fmt.Errorf("npy: %s: %w: npyio cannot decode it: %v", name, ErrDtype, err)
 	}
 	return nil
 }

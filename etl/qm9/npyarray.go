@@ -35,6 +35,9 @@ func (k dtypeKind) String() string {
 	return "a float dtype"
 }
 
+// maxNPYHeader bounds an npy header (numpy writes under 1 kB).
+const maxNPYHeader = 1 << 20
+
 // readNPYHeader reads the npy header with npyio, turning a panic of its header parser on
 // malformed input into an error.
 func readNPYHeader(r io.Reader) (hdr npy.Header, err error) {
@@ -43,7 +46,28 @@ func readNPYHeader(r io.Reader) (hdr npy.Header, err error) {
 			err = fmt.Errorf("malformed npy header: %v", p)
 		}
 	}()
-	nr, err := npy.NewReader(r)
+	// npyio allocates the header length the preamble declares (up to 4 GiB for version 2):
+	// check it first.
+	var pre [12]byte
+	if _, err := io.ReadFull(r, pre[:10]); err != nil {
+		return npy.Header{}, fmt.Errorf("reading npy preamble: %w", err)
+	}
+	if !bytes.Equal(pre[:6], npy.Magic[:]) {
+		return npy.Header{}, npy.ErrInvalidNumPyFormat
+	}
+	n := 10
+	hlen := int64(binary.LittleEndian.Uint16(pre[8:10]))
+	if pre[6] >= 2 {
+		if _, err := io.ReadFull(r, pre[10:12]); err != nil {
+			return npy.Header{}, fmt.Errorf("reading npy preamble: %w", err)
+		}
+		n = 12
+		hlen = int64(binary.LittleEndian.Uint32(pre[8:12]))
+	}
+	if hlen > maxNPYHeader {
+		return npy.Header{}, fmt.Errorf("npy header of %d bytes, more than %d", hlen, maxNPYHeader)
+	}
+	nr, err := npy.NewReader(io.MultiReader(bytes.NewReader(pre[:n]), r))
 	if err != nil {
 		return npy.Header{}, err
 	}

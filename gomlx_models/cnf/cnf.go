@@ -206,6 +206,8 @@ func New(b backends.Backend, ctx *context.Context, f DynamicsFunc, cfg Config) (
 	if m.terminalExec, err = context.NewExec(b, ctx, m.terminalGraph); err != nil {
 		return nil, fmt.Errorf("cnf: loss executable: %w", err)
 	}
+	m.initExec.SetMaxCache(-1) // one graph per input shape (e.g. per molecule size)
+	m.terminalExec.SetMaxCache(-1)
 	return m, nil
 }
 

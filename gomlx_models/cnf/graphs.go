@@ -5,6 +5,8 @@ package cnf
 
 import (
 	"fmt"
+	"os"
+	"strings"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX idiom.
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -74,7 +76,64 @@ func (m *Model) divergence(ctx *context.Context, t, x, mask, eps *Node) (dx, tr,
 	return m.exactDivergence(ctx, t, x, mask, eps, wantFrob)
 }
 
-// exactDivergence computes the exact trace with ONE vector–Jacobian product: each sample is
+// ExactTraceEnv names the environment variable that overrides the exact-trace strategy:
+// "loop" (one forward pass, N·C vector–Jacobian products sharing it) or "replicate" (the batch
+// replicated N·C times, one forward pass and one VJP on it). Unset: "loop" when N·C ≤ 64 on
+// SimpleGo or N·C ≤ 16 on other backends (XLA compiles every unrolled VJP), else "replicate".
+const ExactTraceEnv = "ENFLOW_EXACT_TRACE"
+
+// exactByLoop chooses the exact-trace strategy for K = N·C diagonal entries. Measured on DW4
+// (K = 8, B = 100, dopri5 1e-4, 14 NFE, CPU time on a loaded 2-core machine): SimpleGo 4.0 s →
+// 2.1 s, XLA CPU 0.48 s → 0.13 s, with lower peak memory: the replicated batch repeats the
+// forward pass K times, the loop computes it once (as PyTorch's brute-force trace does).
+func (m *Model) exactByLoop(k int) bool {
+	switch strings.ToLower(strings.TrimSpace(os.Getenv(ExactTraceEnv))) {
+	case "loop":
+		return true
+	case "replicate":
+		return false
+	}
+	maxK := 16
+	if m.backend != nil && m.backend.String() == "go" { // SimpleGo: graph size is cheap, compute is linear in the batch
+		maxK = 64
+	}
+	return k <= maxK
+}
+
+// exactDivergenceLoop computes the exact trace as PyTorch's brute-force divergence does: f(x) is
+// evaluated once on the batch and the K = N·C diagonal entries come from K vector–Jacobian
+// products with one-hot cotangents e_k (the same one for every sample: samples are independent),
+// all sharing the forward pass. If wantFrob, one more VJP with cotangent ε gives the Hutchinson
+// Frobenius estimate.
+func (m *Model) exactDivergenceLoop(ctx *context.Context, t, x, mask, eps *Node, wantFrob bool) (dx, tr, frob *Node) {
+	g := x.Graph()
+	dtype := x.DType()
+	N, C := x.Shape().Dim(1), x.Shape().Dim(2)
+	K := N * C
+	dx = m.dyn(ctx, t, x, mask) // (B, N, C)
+	var diag *Node              // Σ_k (e_kᵀJ) ⊙ e_k: the diagonal of J per sample, (B, N, C)
+	for k := range K {
+		e := make([]float64, K)
+		e[k] = 1
+		ek := Reshape(ConstAsDType(g, dtype, e), 1, N, C)
+		vk := Gradient(ReduceAllSum(Mul(dx, ek)), x)[0] // row k of J per sample
+		term := Mul(vk, ek)
+		if diag == nil {
+			diag = term
+		} else {
+			diag = Add(diag, term)
+		}
+	}
+	tr = ReduceSum(diag, 1, 2)
+	if wantFrob {
+		v := Gradient(ReduceAllSum(Mul(dx, eps)), x)[0]
+		frob = ReduceSum(Square(v), 1, 2)
+	}
+	return dx, tr, frob
+}
+
+// exactDivergence computes the exact trace. Strategy "replicate" (below) uses ONE vector–Jacobian
+// product on a replicated batch: each sample is
 // replicated K = N·C times along the batch (samples are independent), replica k gets the one-hot
 // cotangent e_k, and tr J = Σ_k (e_kᵀ J)_k. If wantFrob, one more replica with cotangent ε gives the
 // Hutchinson Frobenius estimate (as ENF does for the exact trace with regularization). No Slice or
@@ -85,6 +144,9 @@ func (m *Model) exactDivergence(ctx *context.Context, t, x, mask, eps *Node, wan
 	dtype := x.DType()
 	B, N, C := x.Shape().Dim(0), x.Shape().Dim(1), x.Shape().Dim(2)
 	K := N * C
+	if m.exactByLoop(K) {
+		return m.exactDivergenceLoop(ctx, t, x, mask, eps, wantFrob)
+	}
 	R := K
 	if wantFrob {
 		R = K + 1

@@ -153,15 +153,15 @@ func New(backend backends.Backend, ctx *context.Context, f Func, numState int, o
 	if s.stepExec, err = context.NewExec(backend, ctx, s.stepGraph); err != nil {
 		return nil, fmt.Errorf("ode: creating step executable: %w", err)
 	}
-	s.stepExec.WithName("ode_" + tab.Name + "_step")
+	s.stepExec.WithName("ode_" + tab.Name + "_step").SetMaxCache(-1) // one graph per input shape (e.g. per molecule size)
 	if s.initExec, err = context.NewExec(backend, ctx, s.initGraph); err != nil {
 		return nil, fmt.Errorf("ode: creating initial-step executable: %w", err)
 	}
-	s.initExec.WithName("ode_initial_step")
+	s.initExec.WithName("ode_initial_step").SetMaxCache(-1)
 	if s.evalExec, err = context.NewExec(backend, ctx, s.evalGraph); err != nil {
 		return nil, fmt.Errorf("ode: creating evaluation executable: %w", err)
 	}
-	s.evalExec.WithName("ode_eval")
+	s.evalExec.WithName("ode_eval").SetMaxCache(-1)
 	return s, nil
 }
 

@@ -18,6 +18,9 @@ func init() {
 }
 
 func runEval(ctx context.Context, env *Env, args []string) error {
+	if isQM9Checkpoint(args) { // QM9 E-NF (enflow import-torch): qm9_eval.go
+		return runQM9Eval(ctx, env, args)
+	}
 	var (
 		dir, which, split, data, backendSpec string
 		o                                    train.CNFOverrides

@@ -18,6 +18,9 @@ func init() {
 }
 
 func runSample(ctx context.Context, env *Env, args []string) error {
+	if isQM9Checkpoint(args) { // QM9 E-NF (enflow import-torch): qm9_sample.go
+		return runQM9Sample(ctx, env, args)
+	}
 	var (
 		dir, which, out, backendSpec string
 		n, batch                     int

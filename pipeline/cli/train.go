@@ -31,7 +31,7 @@ type trainFlags struct {
 	dataset, data, out                  string
 	nData, epochs, testEvery, batch     int
 	evalBatch, maxSteps, keep, evalN    int
-	lr, wd                              float64
+	lr, wd, clipGrad                    float64
 	seed                                uint64
 	model, dtype                        string
 	hidden, layers                      int
@@ -56,6 +56,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&f.evalBatch, "eval-batch", 100, "validation/test batch `size`")
 	fs.Float64Var(&f.lr, "lr", 5e-4, "AdamW learning `rate`")
 	fs.Float64Var(&f.wd, "wd", 1e-12, "AdamW decoupled weight `decay` (AMSGrad on)")
+	fs.Float64Var(&f.clipGrad, "clip-grad", 0, "clip the global gradient norm to `max` (0: off, as the paper's DW4/LJ13 runs; kept on --resume)")
 	fs.Uint64Var(&f.seed, "seed", 1, "random `seed` (model initialisation, data order, Hutchinson noise)")
 	fs.StringVar(&f.model, "model", "enf", "model `kind`: enf, simple, kernel, gnf, gnf-att, gnf-att-aug, or gaussian (a tiny stand-in for smoke tests)")
 	fs.StringVar(&f.dtype, "dtype", "float32", "model `dtype`: float32 or float64")
@@ -191,7 +192,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	opts := train.Options{
 		Backend: b, Spec: spec, Train: ds[0], Val: ds[1], Test: ds[2], OutDir: f.out,
 		Schedule: sched, EvalBatch: f.evalBatch, LearningRate: f.lr, WeightDecay: f.wd, Seed: f.seed,
-		ValTrace: f.valTrace, TestTrace: f.testTrace, MaxStepsEpoch: f.maxSteps, Keep: f.keep,
+		ValTrace: f.valTrace, TestTrace: f.testTrace, MaxStepsEpoch: f.maxSteps, Keep: f.keep, ClipGrad: f.clipGrad,
 		Resume: f.resume, Logger: logger,
 	}
 	if f.wd == 0 {

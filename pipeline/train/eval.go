@@ -34,23 +34,28 @@ func Evaluate(ctx context.Context, m Model, ds Dataset, batch int, seed uint64) 
 		if err := ctx.Err(); err != nil {
 			return EvalResult{}, err
 		}
+		// Batches are consecutive rows: name them in errors (e.g. ode.ErrMaxSteps on one batch).
+		where := fmt.Sprintf("batch %d of %d (rows %d–%d of %d)", bi, len(batches), idx[0], idx[len(idx)-1], ds.Len())
 		x, mask, err := ds.Batch(idx)
 		if err != nil {
-			return EvalResult{}, err
+			return EvalResult{}, fmt.Errorf("train: evaluating %s: %w", where, err)
 		}
 		ll, st, err := m.LogLikelihood(x, mask, rng.Uint64())
 		finalize(x, mask)
 		if err != nil {
-			return EvalResult{}, fmt.Errorf("train: evaluating batch %d: %w", bi, err)
+			return EvalResult{}, fmt.Errorf("train: evaluating %s: %w", where, err)
 		}
 		if len(ll) != len(idx) {
-			return EvalResult{}, fmt.Errorf("train: model returned %d log-likelihoods for a batch of %d", len(ll), len(idx))
+			return EvalResult{}, fmt.Errorf("train: evaluating %s: model returned %d log-likelihoods for a batch of %d", where, len(ll), len(idx))
 		}
 		mean := 0.0
 		for _, v := range ll {
 			mean -= v
 		}
 		mean /= float64(len(ll))
+		if math.IsNaN(mean) {
+			return EvalResult{}, fmt.Errorf("train: evaluating %s: NLL is NaN", where)
+		}
 		sum += mean
 		res.N += len(idx)
 		res.Batches++

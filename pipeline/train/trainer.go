@@ -48,6 +48,11 @@ type Options struct {
 	// Resume continues from the last checkpoint of OutDir. Without it, OutDir must not hold
 	// checkpoints already.
 	Resume bool
+	// ClipGrad > 0 clips the global gradient norm to this value (torch clip_grad_norm_). It is
+	// stored in the checkpoints, so a resumed run keeps it unless given again.
+	ClipGrad float64
+	// Recovery configures divergence detection and rollback (recovery.go); on by default.
+	Recovery RecoveryOptions
 	// Progress, if not nil, receives a progress bar (typically os.Stderr).
 	Progress io.Writer
 	Logger   *slog.Logger
@@ -64,6 +69,7 @@ type Result struct {
 	LastTrain   float64 `json:"last_train_nll"`
 	WallS       float64 `json:"wall_s"`
 	Interrupted bool    `json:"interrupted"`
+	Recoveries  int     `json:"recoveries"` // divergences rolled back (recoveries.csv)
 }
 
 func (o *Options) defaults() {
@@ -115,6 +121,7 @@ type trainer struct {
 	stepper *optim.Stepper
 	state   *runState
 	metrics []EpochMetrics
+	rec     *recovery
 }
 
 // Run trains (or resumes training of) a model, evaluating val/test every Schedule.TestEvery
@@ -137,6 +144,9 @@ func (t *trainer) setup() error {
 	o := &t.opts
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return fmt.Errorf("train: %w", err)
+	}
+	if err := repairRunDir(o.OutDir, t.log); err != nil {
+		return err
 	}
 	existing, err := listCheckpoints(o.OutDir)
 	if err != nil {
@@ -174,6 +184,13 @@ func (t *trainer) setup() error {
 	if err != nil {
 		return fmt.Errorf("train: opening checkpoints in %s: %w", o.OutDir, err)
 	}
+	if o.ClipGrad > 0 {
+		t.ctx.SetParam(optim.ParamClipGradNorm, o.ClipGrad)
+	}
+	t.rec = newRecovery(o.Recovery, t.log, o.OutDir)
+	if err := t.rec.load(t.ctx); err != nil {
+		return err
+	}
 	st, found, err := loadRunState(t.ctx)
 	if err != nil {
 		return err
@@ -193,6 +210,9 @@ func (t *trainer) setup() error {
 			}
 		}
 		t.metrics = kept
+		if err := refreshBest(o.OutDir, st, t.log); err != nil {
+			return err
+		}
 		t.log.Info("resuming", "dir", o.OutDir, "epoch", st.Epoch, "batch", st.Batch, "step", st.Step)
 	default:
 		if t.state, err = newRunState(o.Seed); err != nil {
@@ -263,6 +283,9 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 			batches = batches[:o.MaxStepsEpoch]
 		}
 		bar := t.newBar(len(batches), st.Batch)
+		if err := t.rec.epochStart(t); err != nil {
+			return nil, err
+		}
 
 		interrupt := func(cause error) (*Result, error) {
 			st.EpochWallS += time.Since(epochStart).Seconds()
@@ -286,12 +309,22 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 				return interrupt(err)
 			}
 			if err := t.trainStep(batches[st.Batch], seeds[st.Batch]); err != nil {
+				retry, err := t.recoverStep(err)
+				if retry { // rolled back to the last good state: replay from st.Batch
+					if bar != nil {
+						_ = bar.Set(st.Batch)
+					}
+					continue
+				}
 				if bar != nil {
 					_ = bar.Exit()
 				}
 				return nil, fmt.Errorf("train: epoch %d, batch %d: %w", st.Epoch, st.Batch, err)
 			}
 			st.Batch++
+			if err := t.rec.good(t); err != nil {
+				return nil, err
+			}
 			if bar != nil {
 				bar.Describe(fmt.Sprintf("epoch %d/%d nll %.4f", st.Epoch+1, sched.Epochs, st.SumNLL/float64(st.Batch)))
 				_ = bar.Add(1)
@@ -346,6 +379,12 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 		st.Epoch++
 		st.Batch = 0
 		st.SumNLL, st.SumLoss, st.SumGradNorm, st.NFEForward, st.NFEBackward, st.EpochWallS = 0, 0, 0, 0, 0, 0
+		// Metrics first: a kill before the checkpoint redoes this epoch (its row is then
+		// dropped on resume); the other order would lose the row for good.
+		t.metrics = append(t.metrics, row)
+		if err := writeMetrics(o.OutDir, t.metrics); err != nil {
+			return nil, err
+		}
 		if err := t.checkpoint(); err != nil {
 			return nil, err
 		}
@@ -353,10 +392,6 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 			if err := copyLatestTo(o.OutDir, filepath.Join(o.OutDir, BestDir)); err != nil {
 				return nil, fmt.Errorf("train: saving best checkpoint: %w", err)
 			}
-		}
-		t.metrics = append(t.metrics, row)
-		if err := writeMetrics(o.OutDir, t.metrics); err != nil {
-			return nil, err
 		}
 		t.log.Info("epoch", "epoch", row.Epoch, "step", row.Step, "train_nll", row.TrainNLL, "val_nll", row.ValNLL,
 			"test_nll", row.TestNLL, "best_epoch", st.BestEpoch, "best_test_nll", row.BestTestNLL,
@@ -374,6 +409,9 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 // trainStep runs one optimizer step on the batch idx.
 func (t *trainer) trainStep(idx []int, seed uint64) error {
 	st := t.state
+	if err := t.rec.beforeStep(t); err != nil {
+		return err
+	}
 	x, mask, err := t.opts.Train.Batch(idx)
 	if err != nil {
 		return err
@@ -385,16 +423,23 @@ func (t *trainer) trainStep(idx []int, seed uint64) error {
 	defer finalize(x, mask)
 	loss, nll, grads, stats, err := t.model.LossAndGrad(x, mask, seed)
 	if err != nil {
+		if d := t.rec.lossAndGradFailed(err); d != nil {
+			return d
+		}
 		return fmt.Errorf("loss and gradients: %w", err)
 	}
 	defer finalize(grads...)
-	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return fmt.Errorf("non-finite loss %g (nll %g)", loss, nll)
+	if d := t.rec.checkLoss(loss); d != nil { // non-finite loss or loss spike
+		return d
 	}
 	res, err := t.stepper.Step(grads)
 	if err != nil {
 		return err
 	}
+	if d := t.rec.checkGradNorm(loss, res.GradNorm); d != nil {
+		return d
+	}
+	t.rec.last = loss
 	st.Step++
 	st.SumNLL += nll
 	st.SumLoss += loss
@@ -409,10 +454,13 @@ func (t *trainer) checkpoint() error {
 	if err := t.state.store(t.ctx); err != nil {
 		return err
 	}
+	if err := t.rec.store(t.ctx); err != nil {
+		return err
+	}
 	if err := t.ckpt.Save(); err != nil {
 		return fmt.Errorf("train: saving checkpoint: %w", err)
 	}
-	return nil
+	return syncLatestCheckpoint(t.opts.OutDir)
 }
 
 func (t *trainer) newBar(total, done int) *progressbar.ProgressBar {
@@ -439,7 +487,7 @@ func (t *trainer) result(interrupted bool) *Result {
 	r := &Result{
 		OutDir: t.opts.OutDir, Epochs: st.Epoch, Steps: st.Step, BestEpoch: st.BestEpoch,
 		BestValNLL: math.NaN(), BestTestNLL: math.NaN(), LastTrain: math.NaN(),
-		WallS: st.TotalWallS, Interrupted: interrupted,
+		WallS: st.TotalWallS, Interrupted: interrupted, Recoveries: t.rec.state.Events,
 	}
 	if st.BestEpoch >= 0 {
 		r.BestValNLL, r.BestTestNLL = st.BestVal, st.BestTest
@@ -456,6 +504,7 @@ func (t *trainer) writeResult(r *Result) error {
 		"out_dir": r.OutDir, "epochs": r.Epochs, "steps": r.Steps, "best_epoch": r.BestEpoch,
 		"best_val_nll": jsonFloat(r.BestValNLL), "test_nll": jsonFloat(r.BestTestNLL),
 		"last_train_nll": jsonFloat(r.LastTrain), "wall_s": r.WallS, "interrupted": r.Interrupted,
+		"recoveries": r.Recoveries,
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

@@ -1,0 +1,298 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/enflow/enflow/etl/atomicfile"
+	"github.com/enflow/enflow/etl/molecule"
+	etlqm9 "github.com/enflow/enflow/etl/qm9"
+	"github.com/enflow/enflow/etl/table"
+	"github.com/enflow/enflow/gomlx_models/backend"
+	"github.com/enflow/enflow/gomlx_models/qm9"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// QM9 checkpoints (kind "qm9" in model.json, written by import-torch) are evaluated and sampled
+// by the functions in this file and qm9_sample.go; `enflow eval` and `enflow sample` hand over to
+// them when --checkpoint points at such a directory.
+
+// checkpointArg returns the value of --checkpoint/-checkpoint in args ("" if absent).
+func checkpointArg(args []string) string {
+	for i, a := range args {
+		for _, p := range []string{"--checkpoint", "-checkpoint"} {
+			if a == p && i+1 < len(args) {
+				return args[i+1]
+			}
+			if v, ok := strings.CutPrefix(a, p+"="); ok {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// isQM9Checkpoint reports whether args name a QM9 checkpoint directory.
+func isQM9Checkpoint(args []string) bool {
+	dir := checkpointArg(args)
+	return dir != "" && qm9.IsCheckpoint(dir)
+}
+
+// qm9Overrides are the solver flags shared by QM9 eval and sample.
+type qm9Overrides struct {
+	solver, trace, dtype string
+	rtol, atol           float64
+	steps                int
+}
+
+func (o *qm9Overrides) register(fs interface {
+	StringVar(*string, string, string, string)
+	Float64Var(*float64, string, float64, string)
+	IntVar(*int, string, int, string)
+}, withTrace bool) {
+	fs.StringVar(&o.solver, "solver", "", "ODE `solver`: dopri5, rk4, rk4classic, euler (default: the model's, dopri5)")
+	fs.Float64Var(&o.rtol, "rtol", 0, "dopri5 relative `tolerance` (default: the model's, 1e-4 as en_flows)")
+	fs.Float64Var(&o.atol, "atol", 0, "dopri5 absolute `tolerance` (default: the model's, 1e-4)")
+	fs.IntVar(&o.steps, "steps", 0, "`steps` of fixed-step solvers")
+	fs.StringVar(&o.dtype, "dtype", "", "`dtype` float32 or float64 (default: the model's)")
+	if withTrace {
+		fs.StringVar(&o.trace, "trace", "", "trace `estimator`: hutchinson (default, as en_flows) or exact")
+	}
+}
+
+// config loads the checkpoint and applies the overrides.
+func (o *qm9Overrides) config(dir string) (*qm9.Spec, qm9.Config, *mlctx.Context, error) {
+	var dt dtypes.DType
+	switch o.dtype {
+	case "":
+	case "float32":
+		dt = dtypes.Float32
+	case "float64":
+		dt = dtypes.Float64
+	default:
+		return nil, qm9.Config{}, nil, fmt.Errorf("%w: --dtype %q: want float32 or float64", ErrUsage, o.dtype)
+	}
+	spec, ctx, err := qm9.LoadCheckpoint(dir, dt)
+	if err != nil {
+		return nil, qm9.Config{}, nil, err
+	}
+	if o.solver != "" {
+		spec.CNF.Solver = o.solver
+	}
+	if o.rtol > 0 {
+		spec.CNF.RTol = o.rtol
+	}
+	if o.atol > 0 {
+		spec.CNF.ATol = o.atol
+	}
+	if o.steps > 0 {
+		spec.CNF.Steps = o.steps
+	}
+	if o.trace != "" {
+		spec.CNF.Trace = o.trace
+	}
+	if spec.CNF.Trace == "exact" {
+		// en_flows integrates the regulariser only with its Hutchinson noise; it plays no part
+		// in the NLL, so the exact-trace evaluation leaves it out.
+		spec.CNF.RegWeight = 0
+	}
+	if spec.CNF.Solver != "dopri5" && spec.CNF.Steps <= 0 {
+		return nil, qm9.Config{}, nil, fmt.Errorf("%w: --solver %s needs --steps", ErrUsage, spec.CNF.Solver)
+	}
+	cfg, err := spec.Config(dt)
+	if err != nil {
+		return nil, qm9.Config{}, nil, err
+	}
+	return spec, cfg, ctx, nil
+}
+
+// readQM9Molecules reads a molecule table (.parquet/.arrow) or a Cormorant npz split.
+func readQM9Molecules(path string) ([]molecule.Molecule, error) {
+	if strings.EqualFold(filepath.Ext(path), ".npz") {
+		return etlqm9.ReadNPZ(path, etlqm9.SplitFromFileName(path))
+	}
+	return table.ReadMolecules(path)
+}
+
+func runQM9Eval(ctx context.Context, env *Env, args []string) error {
+	var (
+		dir, data, backendSpec, perMol, ids, order string
+		o                                          qm9Overrides
+		batch, limit                               int
+		seed                                       uint64
+		deterministic, asJSON, quiet               bool
+	)
+	fs := NewFlagSet(env, "eval", "--checkpoint QM9DIR --data qm9_test.parquet [--deterministic] [flags]")
+	fs.StringVar(&dir, "checkpoint", "", "QM9 model `directory` (enflow import-torch output)")
+	fs.StringVar(&data, "data", "", "QM9 molecules: molecule table `file` (.parquet/.arrow, enflow etl qm9) or Cormorant .npz")
+	fs.IntVar(&limit, "limit", 0, "evaluate only the first `n` molecules of the file (0 = all)")
+	fs.StringVar(&ids, "ids", "", "evaluate only these comma-separated gdb `ids`")
+	fs.BoolVar(&deterministic, "deterministic", false, "dequantizer noise ε = 0 (u = mu) instead of ε ~ N(0, I)")
+	o.register(fs, true)
+	fs.IntVar(&batch, "batch", 32, "molecules per batch")
+	fs.StringVar(&order, "order", "size", "batching `order`: size (molecules of one size per batch, no padding) or data "+
+		"(file order, padded to the batch's largest molecule as en_flows; fewer distinct shapes for compiled backends)")
+	fs.Uint64Var(&seed, "seed", 1, "`seed` of the dequantizer and Hutchinson noise")
+	fs.StringVar(&perMol, "per-molecule", "", "write per-molecule terms of the bound to this CSV `file`")
+	fs.StringVar(&backendSpec, "backend", "", "GoMLX `backend` (default $GOMLX_BACKEND, else SimpleGo)")
+	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
+	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
+	if err := Parse(fs, args); err != nil {
+		return err
+	}
+	if dir == "" || data == "" {
+		return fmt.Errorf("%w: --checkpoint and --data are required", ErrUsage)
+	}
+	if batch <= 0 || limit < 0 {
+		return fmt.Errorf("%w: --batch must be positive and --limit ≥ 0", ErrUsage)
+	}
+	if order != "size" && order != "data" {
+		return fmt.Errorf("%w: --order %q: want size or data", ErrUsage, order)
+	}
+	spec, cfg, lctx, err := o.config(dir)
+	if err != nil {
+		return err
+	}
+	mols, err := readQM9Molecules(data)
+	if err != nil {
+		return err
+	}
+	if ids != "" {
+		want := map[int64]bool{}
+		for _, s := range strings.Split(ids, ",") {
+			id, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+			if err != nil {
+				return fmt.Errorf("%w: --ids: %v", ErrUsage, err)
+			}
+			want[id] = true
+		}
+		var sel []molecule.Molecule
+		for _, m := range mols {
+			if want[m.ID] {
+				sel = append(sel, m)
+				delete(want, m.ID)
+			}
+		}
+		if len(want) > 0 {
+			return fmt.Errorf("--ids: %d ids not found in %s", len(want), data)
+		}
+		mols = sel
+	}
+	if limit > 0 && limit < len(mols) {
+		mols = mols[:limit]
+	}
+	if len(mols) == 0 {
+		return fmt.Errorf("%s: no molecules to evaluate", data)
+	}
+	b, err := backend.New(backendSpec)
+	if err != nil {
+		return fmt.Errorf("%w: --backend: %v", ErrUsage, err)
+	}
+	defer b.Finalize()
+	m, err := qm9.New(b, lctx, cfg)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var batches [][]int
+	if order == "size" {
+		batches = qm9.SizeBatches(mols, batch)
+	} else {
+		for s := 0; s < len(mols); s += batch {
+			idx := make([]int, 0, batch)
+			for i := s; i < min(s+batch, len(mols)); i++ {
+				idx = append(idx, i)
+			}
+			batches = append(batches, idx)
+		}
+	}
+	all := make([]qm9.Terms, 0, len(mols))
+	nfe := 0
+	for bi, idx := range batches {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sub := make([]molecule.Molecule, len(idx))
+		for k, i := range idx {
+			sub[k] = mols[i]
+		}
+		bt, err := qm9.NewBatch(sub)
+		if err != nil {
+			return err
+		}
+		terms, st, err := m.LogLikelihood(bt, qm9.EvalOptions{Deterministic: deterministic, Seed: seed + uint64(bi)*0x9e3779b97f4a7c15})
+		if err != nil {
+			return fmt.Errorf("batch %d (%d molecules of %d atoms): %w", bi, bt.B, bt.N, err)
+		}
+		nfe += st.Forward.NFE
+		all = append(all, terms...)
+		if !quiet {
+			fmt.Fprintf(env.Stderr, "eval: batch %d/%d (%d × %d atoms): running NLL %.4f over %d molecules, %s\n",
+				bi+1, len(batches), bt.B, bt.N, meanNLL(all), len(all), time.Since(start).Round(time.Second))
+		}
+	}
+	if perMol != "" {
+		if err := writePerMolecule(perMol, all); err != nil {
+			return err
+		}
+	}
+	sum := map[string]float64{}
+	for _, t := range all {
+		sum["log_pz"] += t.LogPZ
+		sum["delta_logp"] += t.DeltaLogP
+		sum["actnorm_logdet"] += t.ActNorm
+		sum["log_q"] += t.LogQ
+		sum["log_pn"] += t.LogPN
+	}
+	res := map[string]any{
+		"nll":           nanToNil(meanNLL(all)),
+		"n":             len(all),
+		"batches":       len(batches),
+		"nfe":           nfe,
+		"wall_s":        math.Round(time.Since(start).Seconds()*1000) / 1000,
+		"checkpoint":    dir,
+		"data":          data,
+		"trace":         spec.CNF.Trace,
+		"solver":        spec.CNF.Solver,
+		"deterministic": deterministic,
+		"dtype":         strings.ToLower(cfg.DType.String()),
+	}
+	if spec.CNF.Solver == "dopri5" {
+		res["rtol"], res["atol"] = spec.CNF.RTol, spec.CNF.ATol
+	} else {
+		res["steps"] = spec.CNF.Steps
+	}
+	for k, v := range sum {
+		res["mean_"+k] = v / float64(len(all))
+	}
+	return Summary(env, asJSON, res)
+}
+
+func meanNLL(ts []qm9.Terms) float64 {
+	if len(ts) == 0 {
+		return math.NaN()
+	}
+	s := 0.0
+	for _, t := range ts {
+		s -= t.LogP
+	}
+	return s / float64(len(ts))
+}
+
+func writePerMolecule(path string, ts []qm9.Terms) error {
+	var sb strings.Builder
+	sb.WriteString("id,n_atoms,nll,log_pz,delta_logp,actnorm_logdet,log_q,log_pn\n")
+	for _, t := range ts {
+		fmt.Fprintf(&sb, "%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", t.ID, t.NAtoms, -t.LogP, t.LogPZ, t.DeltaLogP, t.ActNorm, t.LogQ, t.LogPN)
+	}
+	if err := atomicfile.WriteFile(path, []byte(sb.String())); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
