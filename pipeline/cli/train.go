@@ -187,7 +187,8 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("train: %w", err)
 	}
 	info := &train.RunInfo{Dataset: sys.Name, DataDir: absData, NData: f.nData, Schedule: sched, LR: f.lr,
-		Seed: f.seed, ValTrace: f.valTrace, TestTrace: f.testTrace}
+		Seed: f.seed, ValTrace: f.valTrace, TestTrace: f.testTrace, WD: &f.wd, EvalBatch: f.evalBatch,
+		EvalN: f.evalN, MaxStepsEpoch: f.maxSteps, Keep: f.keep}
 
 	opts := train.Options{
 		Backend: b, Spec: spec, Train: ds[0], Val: ds[1], Test: ds[2], OutDir: f.out,
@@ -263,6 +264,21 @@ func (f *trainFlags) fillFromRunInfo(info *train.RunInfo, set map[string]bool) {
 	}
 	if !set["test-trace"] {
 		f.testTrace = info.TestTrace
+	}
+	if !set["wd"] && info.WD != nil {
+		f.wd = *info.WD
+	}
+	if !set["eval-batch"] && info.EvalBatch > 0 {
+		f.evalBatch = info.EvalBatch
+	}
+	if !set["eval-n"] && info.EvalN > 0 {
+		f.evalN = info.EvalN
+	}
+	if !set["max-steps-per-epoch"] && info.MaxStepsEpoch > 0 {
+		f.maxSteps = info.MaxStepsEpoch
+	}
+	if !set["keep"] && info.Keep > 0 {
+		f.keep = info.Keep
 	}
 }
 

@@ -30,6 +30,12 @@ type RunInfo struct {
 	Seed      uint64   `json:"seed"`
 	ValTrace  string   `json:"val_trace"`
 	TestTrace string   `json:"test_trace"`
+	// Settings restored by --resume (absent in run.json files written before they existed).
+	WD            *float64 `json:"wd,omitempty"`
+	EvalBatch     int      `json:"eval_batch,omitempty"`
+	EvalN         int      `json:"eval_n,omitempty"`
+	MaxStepsEpoch int      `json:"max_steps_per_epoch,omitempty"`
+	Keep          int      `json:"keep,omitempty"`
 }
 
 // SaveRunInfo writes dir/run.json atomically.
