@@ -64,6 +64,7 @@ var torchNLL40 = map[int64]float64{
 	14:   28.555086,  // 9 atoms
 	31:   15.733954,  // 9 atoms, with N
 	4216: -22.179130, // 10 atoms, with N and F
+	22:   -20.799130, // 12 atoms
 }
 
 func TestNLLMatchesPyTorch40Steps(t *testing.T) {

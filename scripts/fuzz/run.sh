@@ -68,7 +68,13 @@ for line in "${targets[@]}"; do
   status=ok
   if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$dur" -fuzzminimizetime "$minimize" -timeout 0 "${parallel[@]}" "$pkg" >"$log" 2>&1; then
     status=FAIL
-    failed=1
+    # The Go fuzzer reports "context deadline exceeded" when -fuzztime ends while a worker is
+    # still busy with a slow input; without a failing input or panic that is not a finding.
+    if grep -q 'context deadline exceeded' "$log" && ! grep -qE 'Failing input written to|panic:|fuzzing process hung|--- FAIL: .*/' "$log"; then
+      status="ok (deadline at fuzztime end)"
+    else
+      failed=1
+    fi
   fi
   wall=$((SECONDS - t0))
   # Last progress line: "fuzz: elapsed: 3m0s, execs: 1321213 (7340/sec), new interesting: 146 (total: 157)"
@@ -89,7 +95,7 @@ for line in "${targets[@]}"; do
     rate="$(awk -v e="$execs" -v s="$secs" 'BEGIN { printf "%d", e / s }')"
   fi
   printf '%-28s %-28s %7s %7s %12s %9s %6s  %s\n' "${pkg#./}" "$name" "${secs:-?}" "$wall" "${execs:-?}" "$rate" "${newi:-?}" "$status"
-  if [[ $status == FAIL ]]; then
+  if [[ $status == FAIL* ]]; then
     # Show the failure and where go test stored the failing input.
     grep -E -A25 -- '--- FAIL|panic:|Failing input written to|fuzzing process hung' "$log" | head -n 60 | sed 's/^/    /' || tail -n 40 "$log" | sed 's/^/    /'
   fi
