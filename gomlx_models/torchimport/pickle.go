@@ -655,7 +655,7 @@ func (u *unpickler) step(op byte, at int) error {
 			return fmt.Errorf("STACK_GLOBAL needs two strings, got %s and %s", typeName(mv), typeName(nv))
 		}
 		return u.global(mod, name)
-	case opReduce:
+	case opReduce, opNewObj: // both apply a (whitelisted) callable or class to an argument tuple
 		args, err := u.pop()
 		if err != nil {
 			return err
@@ -665,20 +665,6 @@ func (u *unpickler) step(op byte, at int) error {
 			return err
 		}
 		v, err := u.call(fn, args)
-		if err != nil {
-			return err
-		}
-		return u.push(v)
-	case opNewObj:
-		args, err := u.pop()
-		if err != nil {
-			return err
-		}
-		cls, err := u.pop()
-		if err != nil {
-			return err
-		}
-		v, err := u.call(cls, args)
 		if err != nil {
 			return err
 		}

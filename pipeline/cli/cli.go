@@ -138,3 +138,22 @@ func Summary(env *Env, asJSON bool, v map[string]any) error {
 	}
 	return nil
 }
+
+// listFlag collects a repeatable, comma-separated flag.
+type listFlag struct{ vals *[]string }
+
+func (f listFlag) String() string {
+	if f.vals == nil {
+		return ""
+	}
+	return strings.Join(*f.vals, ",")
+}
+
+func (f listFlag) Set(s string) error {
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*f.vals = append(*f.vals, v)
+		}
+	}
+	return nil
+}

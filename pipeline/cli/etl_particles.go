@@ -32,25 +32,6 @@ func init() {
 	})
 }
 
-// particlesListFlag collects a repeatable, comma-separated flag.
-type particlesListFlag struct{ vals *[]string }
-
-func (f particlesListFlag) String() string {
-	if f.vals == nil {
-		return ""
-	}
-	return strings.Join(*f.vals, ",")
-}
-
-func (f particlesListFlag) Set(s string) error {
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			*f.vals = append(*f.vals, v)
-		}
-	}
-	return nil
-}
-
 // runETLParticles implements "enflow etl particles". The split rules (which rows go to
 // train, val and test for each input layout, in particular the LJ13 mapping of the DEM
 // files) are documented on particles.Import.
@@ -62,7 +43,7 @@ func runETLParticles(ctx context.Context, env *Env, args []string) error {
 	)
 	fs := NewFlagSet(env, "etl particles", "--system dw4|lj13 [--data DIR|FILE[,…]] --out DIR [flags]")
 	fs.StringVar(&system, "system", "", "particle `system`: dw4 or lj13")
-	fs.Var(particlesListFlag{&data}, "data", "input `directories or .npy files`, comma-separated or repeated (default: the shared data folder's dw4/ or lj13/)")
+	fs.Var(listFlag{&data}, "data", "input `directories or .npy files`, comma-separated or repeated (default: the shared data folder's dw4/ or lj13/)")
 	fs.StringVar(&out, "out", "", "output `directory` for {system}_{train,val,test}.{parquet,arrow}")
 	fs.StringVar(&formats, "format", "parquet,arrow", "output `formats`, comma-separated: parquet, arrow")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")

@@ -42,30 +42,11 @@ type qm9Options struct {
 	json            bool
 }
 
-// qm9ListFlag collects a repeatable, comma-separated flag.
-type qm9ListFlag struct{ vals *[]string }
-
-func (f qm9ListFlag) String() string {
-	if f.vals == nil {
-		return ""
-	}
-	return strings.Join(*f.vals, ",")
-}
-
-func (f qm9ListFlag) Set(s string) error {
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			*f.vals = append(*f.vals, v)
-		}
-	}
-	return nil
-}
-
 func parseQM9Flags(env *Env, args []string) (*qm9Options, error) {
 	o := &qm9Options{}
 	fs := NewFlagSet(env, "etl qm9", "(--archive FILE.tar.bz2 | --npz FILE[,FILE] | --download) --out DIR [flags]")
 	fs.StringVar(&o.archive, "archive", "", "input A: the official raw `archive` dsgdb9nsd.xyz.tar.bz2")
-	fs.Var(qm9ListFlag{&o.npz}, "npz", "input B: Cormorant/EDM npz `files`; repeatable or comma-separated; split inferred from the name (train/valid/test)")
+	fs.Var(listFlag{&o.npz}, "npz", "input B: Cormorant/EDM npz `files`; repeatable or comma-separated; split inferred from the name (train/valid/test)")
 	fs.StringVar(&o.split, "split", "", "split name for every --npz file (train, valid or test), overriding the file name")
 	fs.BoolVar(&o.download, "download", false, "download the official archive and uncharacterized list into --cache, then import the archive")
 	defaultCache := filepath.Join(os.TempDir(), "enflow-qm9")
