@@ -44,7 +44,7 @@ demo: setup-go
 test: setup test-go test-fuzz notebooks test-xla
 
 # Format, vet and the Go tests (pure-Go backend).
-test-go: setup-go
+test-go: setup-go setup-js
     @echo "== gofmt"; test -z "$(gofmt -l $(git ls-files '*.go'))" || { gofmt -l $(git ls-files '*.go'); exit 1; }
     @echo "== go vet"; go vet ./...
     @echo "== go test"; CI="${CI:-}" ENFLOW_SHARED={{shared}} go test -count=1 -timeout 25m ./...
