@@ -84,15 +84,16 @@ func KernelConfigLJ13() KernelConfig {
 	return KernelConfig{Mus: mus, Gammas: gammas, MusTime: mt, GammasTime: gt, TrainGammas: true, TrainTimeGammas: true}
 }
 
-// KernelPreset returns the en_flows kernel configuration of a particle system ("dw4" or "lj13").
+// KernelPreset returns the en_flows kernel configuration of a particle system: "dw4", "lj13",
+// or "qm9_positional" (main_qm9_pos.py builds its kernel dynamics with the DW4 preset).
 func KernelPreset(system string) (KernelConfig, error) {
 	switch system {
-	case "dw4":
+	case "dw4", "qm9_positional":
 		return KernelConfigDW4(), nil
 	case "lj13":
 		return KernelConfigLJ13(), nil
 	}
-	return KernelConfig{}, fmt.Errorf("baselines: no kernel-dynamics preset for system %q (want dw4 or lj13)", system)
+	return KernelConfig{}, fmt.Errorf("baselines: no kernel-dynamics preset for system %q (want dw4, lj13 or qm9_positional)", system)
 }
 
 // Validate reports configuration errors.

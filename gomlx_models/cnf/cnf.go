@@ -217,6 +217,26 @@ func (m *Model) Config() Config { return m.cfg }
 // Context returns the context holding the dynamics' variables.
 func (m *Model) Context() *context.Context { return m.ctx }
 
+// SetTolerances changes the adaptive solver's tolerances for the following solves (no graph is
+// recompiled: the step controller runs in Go). Both must be positive.
+func (m *Model) SetTolerances(rtol, atol float64) error {
+	if !(rtol > 0) || !(atol > 0) {
+		return fmt.Errorf("cnf: tolerances rtol=%g atol=%g must be positive", rtol, atol)
+	}
+	m.cfg.RTol, m.cfg.ATol = rtol, atol
+	return nil
+}
+
+// Adaptive reports whether the solver is adaptive (its tolerances matter).
+func (m *Model) Adaptive() bool {
+	name := m.cfg.Solver
+	if name == "" {
+		name = "dopri5"
+	}
+	tab, err := ode.Lookup(name)
+	return err == nil && tab.Adaptive()
+}
+
 func (m *Model) odeOptions() ode.Options {
 	return ode.Options{Method: m.cfg.Solver, RTol: m.cfg.RTol, ATol: m.cfg.ATol, Steps: m.cfg.Steps, MaxSteps: m.cfg.MaxSteps}
 }

@@ -385,21 +385,26 @@ func (o *Optimizer) adaptiveQueueGraph(state *context.Context, norm *Node, dtype
 	countVar := qCtx.VariableWithValue("count", int64(1)).SetTrainable(false)
 	headVar := qCtx.VariableWithValue("head", int64(1%n)).SetTrainable(false)
 
-	values := convertIfNeeded(valuesVar.ValueGraph(g), dtype)
+	// The statistics are computed in the queue's float64, as en_flows' Python floats: seeded
+	// with 1e30 (QM9 Positional), squared deviations overflow float32.
+	qd := valuesVar.DType()
+	values := valuesVar.ValueGraph(g)
 	count := countVar.ValueGraph(g)
 	head := headVar.ValueGraph(g)
 	idx := Iota(g, shapes.Make(dtypes.Int64, n), 0)
-	valid := ConvertDType(LessThan(idx, count), dtype)
-	countF := ConvertDType(count, dtype)
-	mean := Div(ReduceAllSum(Mul(values, valid)), countF)
-	variance := Div(ReduceAllSum(Mul(valid, Square(Sub(values, mean)))), countF)
-	maxNorm := Add(MulScalar(mean, 1.5), MulScalar(Sqrt(variance), 2.0))
+	valid := LessThan(idx, count)
+	zeros := ZerosLike(values)
+	countF := ConvertDType(count, qd)
+	mean := Div(ReduceAllSum(Where(valid, values, zeros)), countF)
+	variance := Div(ReduceAllSum(Where(valid, Square(Sub(values, mean)), zeros)), countF)
+	maxNorm64 := Add(MulScalar(mean, 1.5), MulScalar(Sqrt(variance), 2.0))
 
-	item := Min(norm, maxNorm)
+	item := Min(convertIfNeeded(norm, qd), maxNorm64)
 	values = Where(Equal(idx, head), BroadcastToShape(item, values.Shape()), values)
-	valuesVar.SetValueGraph(convertIfNeeded(values, valuesVar.DType()))
+	valuesVar.SetValueGraph(values)
 	headVar.SetValueGraph(Mod(AddScalar(head, 1), Scalar(g, dtypes.Int64, n)))
 	countVar.SetValueGraph(MinScalar(AddScalar(count, 1), n))
+	maxNorm := convertIfNeeded(maxNorm64, dtype)
 	return maxNorm
 }
 

@@ -275,3 +275,49 @@ func assertClose(t *testing.T, step int, what string, got, want []float64, tol f
 		}
 	}
 }
+
+// TestAdaptiveClipHugeSeedFloat32 is a regression test: en_flows seeds the QM9 Positional
+// clipping queue with 1e30; with float32 parameters the queue statistics (squared deviations of
+// ~1e60) overflowed and 0·Inf turned every parameter into NaN after the second step. The
+// statistics are now computed in float64; with a 1e30 seed nothing is clipped.
+func TestAdaptiveClipHugeSeedFloat32(t *testing.T) {
+	be := newTestBackend(t)
+	for _, clip := range []bool{true, false} {
+		ctx := context.New()
+		v := ctx.In("layer").VariableWithValue("w", []float32{1, -2, 0.5})
+		cfg := AdamW().LearningRate(0.01).WeightDecay(1e-12)
+		if clip {
+			cfg = cfg.ClipAdaptive(50, 1e30)
+		}
+		opt, err := cfg.Done()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := NewStepper(be, ctx, opt, []*context.Variable{v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range 5 {
+			g := []float32{0.3 * float32(k+1), -1, 2}
+			res, err := st.Step([]*tensors.Tensor{tensors.FromValue(g)})
+			if err != nil {
+				t.Fatalf("clip=%v step %d: %v", clip, k, err)
+			}
+			if math.IsNaN(res.GradNorm) || math.IsInf(res.GradNorm, 0) {
+				t.Fatalf("clip=%v step %d: grad norm %v", clip, k, res.GradNorm)
+			}
+		}
+		got := tensors.MustCopyFlatData[float32](v.MustValue())
+		for i, x := range got {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				t.Fatalf("clip=%v: parameter %d = %v after 5 steps", clip, i, x)
+			}
+		}
+		st.Close()
+		if clip {
+			t.Logf("clipped run: %v", got)
+		} else {
+			t.Logf("plain run:   %v", got)
+		}
+	}
+}

@@ -54,6 +54,9 @@ func runETLParticles(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: --system: %v", ErrUsage, err)
 	}
+	if !sys.HasPotential() {
+		return fmt.Errorf("%w: --system %s: not a particle system with an energy (QM9 Positional comes from `enflow etl qm9 --positional`)", ErrUsage, sys.Name)
+	}
 	if out == "" {
 		return fmt.Errorf("%w: --out is required", ErrUsage)
 	}
@@ -185,6 +188,9 @@ func runETLMCMC(ctx context.Context, env *Env, args []string) error {
 	sys, err := particles.SystemByName(system)
 	if err != nil {
 		return fmt.Errorf("%w: --system: %v", ErrUsage, err)
+	}
+	if !sys.HasPotential() {
+		return fmt.Errorf("%w: --system %s: not a particle system with an energy (QM9 Positional comes from `enflow etl qm9 --positional`)", ErrUsage, sys.Name)
 	}
 	if opt.N <= 0 {
 		return fmt.Errorf("%w: --n must be positive", ErrUsage)

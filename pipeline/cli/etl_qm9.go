@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +40,8 @@ type qm9Options struct {
 	split           string
 	out             string
 	positional      bool
+	resplit         []float64 // train, valid, test fractions of --positional-resplit (nil: keep splits)
+	resplitSeed     uint64
 	formats         []string
 	json            bool
 }
@@ -57,6 +61,10 @@ func parseQM9Flags(env *Env, args []string) (*qm9Options, error) {
 	fs.StringVar(&o.uncharacterized, "uncharacterized", "", "uncharacterized list `file` (figshare format or one id per line); default: the built-in list (or the downloaded one with --download)")
 	fs.StringVar(&o.out, "out", "", "output `directory`")
 	fs.BoolVar(&o.positional, "positional", false, "also write the QM9 Positional subset (molecules with 19 atoms)")
+	resplit := ""
+	fs.StringVar(&resplit, "positional-resplit", "", "re-split the QM9 Positional subset into train,valid,test `percentages` (e.g. 80,10,10) by a seeded hash of the molecule id, "+
+		"for inputs holding one split only (the shipped test npz); NOT the paper's split")
+	fs.Uint64Var(&o.resplitSeed, "resplit-seed", 0, "`seed` of --positional-resplit")
 	formats := "parquet,arrow"
 	fs.StringVar(&formats, "format", formats, "output `formats`, comma-separated: parquet, arrow")
 	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
@@ -83,6 +91,16 @@ func parseQM9Flags(env *Env, args []string) (*qm9Options, error) {
 			return nil, fmt.Errorf("%w: --split %q: want train, valid or test", ErrUsage, o.split)
 		}
 	}
+	if resplit != "" {
+		if !o.positional {
+			return nil, fmt.Errorf("%w: --positional-resplit needs --positional", ErrUsage)
+		}
+		fr, err := parseResplit(resplit)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --positional-resplit %q: %v", ErrUsage, resplit, err)
+		}
+		o.resplit = fr
+	}
 	for _, f := range strings.Split(formats, ",") {
 		f = strings.ToLower(strings.TrimSpace(f))
 		switch {
@@ -107,7 +125,7 @@ func runETLQM9(ctx context.Context, env *Env, args []string) error {
 	start := time.Now()
 	_, statErr := os.Stat(o.out)
 	createdOut := os.IsNotExist(statErr)
-	sink := &qm9Sink{dir: o.out, formats: o.formats, positional: o.positional}
+	sink := &qm9Sink{dir: o.out, formats: o.formats, positional: o.positional, resplit: o.resplit, resplitSeed: o.resplitSeed}
 	summary, err := runQM9Import(ctx, env, o, sink)
 	var files []string
 	if err == nil {
@@ -238,9 +256,11 @@ func qm9ImportNPZ(o *qm9Options, split *qm9.Assignment, sink *qm9Sink) (map[stri
 // qm9Sink routes molecules to one writer per (subset, split, format), opened on first use so
 // that only splits with rows get files.
 type qm9Sink struct {
-	dir        string
-	formats    []string
-	positional bool
+	dir         string
+	formats     []string
+	positional  bool
+	resplit     []float64 // fractions of train, valid, test (nil: keep m.Split)
+	resplitSeed uint64
 
 	writers          map[string]*table.MoleculeWriter // by output path
 	order            []string                         // paths in opening order
@@ -263,12 +283,57 @@ func (s *qm9Sink) write(m *molecule.Molecule) error {
 	s.molecules++
 	s.atoms += m.NAtoms()
 	if s.positional && qm9.IsPositional(m) {
-		if err := s.writeTo("qm9_positional_"+m.Split, m); err != nil {
+		split := m.Split
+		if s.resplit != nil {
+			split = resplitOf(m.ID, s.resplitSeed, s.resplit)
+		}
+		if err := s.writeTo("qm9_positional_"+split, m); err != nil {
 			return err
 		}
-		s.positionalCounts[m.Split]++
+		s.positionalCounts[split]++
 	}
 	return nil
+}
+
+// parseResplit reads "train,valid,test" percentages (or fractions) summing to 100 (or 1).
+func parseResplit(v string) ([]float64, error) {
+	parts := strings.Split(v, ",")
+	if len(parts) != 3 {
+		return nil, errors.New("want three numbers: train,valid,test")
+	}
+	fr := make([]float64, 3)
+	sum := 0.0
+	for i, p := range parts {
+		x, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || x < 0 || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("%q is not a non-negative number", p)
+		}
+		fr[i], sum = x, sum+x
+	}
+	if sum <= 0 {
+		return nil, errors.New("the parts sum to 0")
+	}
+	for i := range fr {
+		fr[i] /= sum
+	}
+	return fr, nil
+}
+
+// resplitOf assigns molecule id to train, valid or test with probabilities fr, from a
+// splitmix64 hash of (id, seed): deterministic, independent of the input order.
+func resplitOf(id int64, seed uint64, fr []float64) string {
+	z := uint64(id) + seed*0x9e3779b97f4a7c15 + 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	z ^= z >> 31
+	u := float64(z>>11) / (1 << 53)
+	switch {
+	case u < fr[0]:
+		return "train"
+	case u < fr[0]+fr[1]:
+		return "valid"
+	}
+	return "test"
 }
 
 func (s *qm9Sink) writeTo(base string, m *molecule.Molecule) error {

@@ -88,14 +88,14 @@ func (c *jobsCommon) options(ctx context.Context, env *Env, specPath string) (jo
 	return o, nil
 }
 
-// JobCapabilities tells the job runner what enflow train supports in this build: the particle
-// systems (DW4, LJ13) and the registered model kinds (train.ModelKinds; the --model values of
+// JobCapabilities tells the job runner what enflow train supports in this build: DW4, LJ13 and
+// QM9 Positional, and the registered model kinds (train.ModelKinds; the --model values of
 // enflow train are expected to be registered kinds).
 func JobCapabilities() jobs.Capabilities {
 	return jobs.Capabilities{
 		Dataset: func(ds string) error {
 			if _, err := particles.SystemByName(ds); err != nil {
-				return fmt.Errorf("enflow train supports dw4 and lj13 only in this build (QM9 training is not implemented yet)")
+				return fmt.Errorf("enflow train supports dw4, lj13 and qm9-positional (QM9 with atom types: import the published checkpoint with enflow import-torch)")
 			}
 			return nil
 		},

@@ -46,11 +46,12 @@ func TestJobCapabilities(t *testing.T) {
 	}{
 		{"dw4", "enf", true, true},
 		{"lj13", "gaussian", true, true},
-		{"qm9-positional", "no-such-model", false, false},
+		{"qm9-positional", "enf", true, true},
+		{"qm9", "no-such-model", false, false},
 	} {
 		if err := c.Dataset(tc.ds); (err == nil) != tc.dsOK {
 			t.Errorf("dataset %s: %v", tc.ds, err)
-		} else if err != nil && !strings.Contains(err.Error(), "dw4 and lj13") {
+		} else if err != nil && !strings.Contains(err.Error(), "dw4, lj13 and qm9-positional") {
 			t.Errorf("dataset %s: unclear error %v", tc.ds, err)
 		}
 		if err := c.Model(tc.model); (err == nil) != tc.mOK {
@@ -99,7 +100,7 @@ dataset = "dw4"
 models = ["gaussian"]
 n_data = [100, 40]
 [[experiment]]
-dataset = "qm9-positional"
+dataset = "qm9"
 models = ["enf"]
 n_data = [13832]
 [[evaluation]]
@@ -120,7 +121,7 @@ n = 32
 		return out.String(), code
 	}
 	common := []string{"--data", data, "--state", state}
-	// The QM9 Positional unit is unsupported: exit 1 with a clear reason, the rest runs.
+	// The QM9 training unit is unsupported: exit 1 with a clear reason, the rest runs.
 	out, code := run(append([]string{"jobs", "run", spec, "--in-process", "--json"}, common...)...)
 	if code != 1 {
 		t.Fatalf("jobs run with an unsupported unit: exit %d, want 1", code)

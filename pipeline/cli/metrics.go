@@ -115,7 +115,7 @@ func nAtomsNote(n int) string {
 
 func runMetricsJS(ctx context.Context, env *Env, args []string) error {
 	fs := NewFlagSet(env, "metrics js", "--in FILE.parquet|.arrow [--n-atoms 19] [--reference analyzed19|FILE] [--json]")
-	in := fs.String("in", "", "molecule table (.parquet or .arrow), e.g. generated samples")
+	in := fs.String("in", "", "molecule table (.parquet or .arrow), e.g. generated samples, or 3-D configurations (enflow sample of a qm9-positional run)")
 	nAtoms := fs.Int("n-atoms", 19, "only molecules with this many atoms (0 = all)")
 	ref := fs.String("reference", "analyzed19",
 		"reference histogram: analyzed19 (en_flows' 19-atom train histogram), a molecule table "+
@@ -181,27 +181,10 @@ func countValue(x float64) any {
 	return x
 }
 
-// distanceHistogramOf streams a molecule table into a relative-distance histogram.
+// distanceHistogramOf histograms a molecule table or a table of 3-D particle configurations
+// (e.g. `enflow sample` output of a QM9 Positional run).
 func distanceHistogramOf(ctx context.Context, path string, nAtoms int) (*metrics.DistanceHistogram, int, error) {
-	var h metrics.DistanceHistogram
-	n := 0
-	err := table.ScanMolecules(path, scanBatch, func(ms []molecule.Molecule) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		for i := range ms {
-			if nAtoms > 0 && ms[i].NAtoms() != nAtoms {
-				continue
-			}
-			h.AddMolecule(&ms[i])
-			n++
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("distance histogram of %s: %w", path, err)
-	}
-	return &h, n, nil
+	return metrics.DistanceHistogramOf(ctx, path, nAtoms, 0)
 }
 
 // loadReferenceHistogram resolves --reference.

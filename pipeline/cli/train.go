@@ -31,7 +31,9 @@ type trainFlags struct {
 	dataset, data, out                  string
 	nData, epochs, testEvery, batch     int
 	evalBatch, maxSteps, keep, evalN    int
-	lr, wd, clipGrad                    float64
+	lr, wd, clipGrad, reg               float64
+	clipAdaptive                        bool
+	jsSamples                           int
 	seed                                uint64
 	model, dtype                        string
 	hidden, layers                      int
@@ -45,29 +47,32 @@ type trainFlags struct {
 
 func runTrain(ctx context.Context, env *Env, args []string) error {
 	var f trainFlags
-	fs := NewFlagSet(env, "train", "--dataset dw4|lj13 --data DIR --out DIR --n-data N [flags]  |  --out DIR --resume")
-	fs.StringVar(&f.dataset, "dataset", "", "particle `system`: dw4 or lj13")
-	fs.StringVar(&f.data, "data", "", "ETL `directory` holding {dataset}_{train,val,test}.parquet")
+	fs := NewFlagSet(env, "train", "--dataset dw4|lj13|qm9-positional --data DIR --out DIR --n-data N [flags]  |  --out DIR --resume")
+	fs.StringVar(&f.dataset, "dataset", "", "`dataset`: dw4, lj13 or qm9-positional (19-atom QM9 molecules, positions only; paper Table 3)")
+	fs.StringVar(&f.data, "data", "", "ETL `directory` holding {dataset}_{train,val,test}.parquet (qm9_positional_{train,valid,test}.parquet)")
 	fs.StringVar(&f.out, "out", "", "run `directory` (checkpoints, best/, metrics.csv/.parquet, result.json)")
-	fs.IntVar(&f.nData, "n-data", 0, "train on the first `N` rows of the train split")
+	fs.IntVar(&f.nData, "n-data", 0, "train on the first `N` rows of the train split (qm9-positional: default all)")
 	fs.IntVar(&f.epochs, "epochs", 0, "`epochs` (default: the paper's sweep value for n-data)")
 	fs.IntVar(&f.testEvery, "test-every", 0, "evaluate val/test after epochs e with e % `K` == 0 (default: sweep value)")
 	fs.IntVar(&f.batch, "batch", 0, "training batch `size` (default: sweep value, 100 except LJ13 n-data 10)")
 	fs.IntVar(&f.evalBatch, "eval-batch", 100, "validation/test batch `size`")
-	fs.Float64Var(&f.lr, "lr", 5e-4, "AdamW learning `rate`")
+	fs.Float64Var(&f.lr, "lr", 5e-4, "AdamW learning `rate` (qm9-positional: default 2e-4)")
 	fs.Float64Var(&f.wd, "wd", 1e-12, "AdamW decoupled weight `decay` (AMSGrad on)")
 	fs.Float64Var(&f.clipGrad, "clip-grad", 0, "clip the global gradient norm to `max` (0: off, as the paper's DW4/LJ13 runs; kept on --resume)")
+	fs.BoolVar(&f.clipAdaptive, "clip-adaptive", false, "en_flows' adaptive gradient clipping: max norm 1.5·mean + 2·std of the last 50 norms (default on for qm9-positional)")
+	fs.Float64Var(&f.reg, "reg", 0, "ODE regulariser `weight` (Frobenius + kinetic) in the loss (default 1e-3 for qm9-positional, else 0)")
+	fs.IntVar(&f.jsSamples, "js-samples", 0, "samples `N` drawn at each evaluation for the relative-distance JS divergence (qm9-positional; default 1000; <0 off)")
 	fs.Uint64Var(&f.seed, "seed", 1, "random `seed` (model initialisation, data order, Hutchinson noise)")
 	fs.StringVar(&f.model, "model", "enf", "model `kind`: enf, simple, kernel, gnf, gnf-att, gnf-att-aug, or gaussian (a tiny stand-in for smoke tests)")
 	fs.StringVar(&f.dtype, "dtype", "float32", "model `dtype`: float32 or float64")
-	fs.IntVar(&f.hidden, "hidden", 32, "EGNN hidden `features`")
-	fs.IntVar(&f.layers, "layers", 3, "EGNN `layers`")
+	fs.IntVar(&f.hidden, "hidden", 32, "EGNN hidden `features` (qm9-positional: default 64)")
+	fs.IntVar(&f.layers, "layers", 3, "EGNN `layers` (qm9-positional: default 6)")
 	fs.StringVar(&f.solver, "solver", "dopri5", "ODE `solver`: dopri5, rk4 or euler")
 	fs.Float64Var(&f.rtol, "rtol", 1e-4, "adaptive solver relative `tolerance`")
 	fs.Float64Var(&f.atol, "atol", 1e-4, "adaptive solver absolute `tolerance`")
 	fs.IntVar(&f.steps, "steps", 0, "fixed-step solver `steps`")
 	fs.StringVar(&f.trace, "trace", "hutchinson", "training trace `estimator`: hutchinson, exact, or analytic (kernel dynamics only)")
-	fs.StringVar(&f.noise, "noise", "rademacher", "Hutchinson `noise`: rademacher or gaussian")
+	fs.StringVar(&f.noise, "noise", "rademacher", "Hutchinson `noise`: rademacher or gaussian (qm9-positional: default gaussian)")
 	fs.StringVar(&f.grad, "grad", "adjoint", "gradient `method`: adjoint or backprop")
 	fs.StringVar(&f.valTrace, "val-trace", "", "validation trace `estimator` (default: exact for dw4, the training trace for lj13)")
 	fs.StringVar(&f.testTrace, "test-trace", "", "test trace `estimator` (default: exact for dw4, the training trace for lj13)")
@@ -99,12 +104,16 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%w: --dataset is required", ErrUsage)
 	case f.data == "":
 		return fmt.Errorf("%w: --data is required", ErrUsage)
-	case f.nData <= 0:
-		return fmt.Errorf("%w: --n-data must be positive", ErrUsage)
 	}
 	sys, err := particles.SystemByName(f.dataset)
 	if err != nil {
 		return fmt.Errorf("%w: --dataset: %v", ErrUsage, err)
+	}
+	positional := sys.Name == particles.QM9Positional.Name
+	if positional {
+		f.positionalDefaults(set)
+	} else if f.nData <= 0 {
+		return fmt.Errorf("%w: --n-data must be positive", ErrUsage)
 	}
 	sched, exact, err := train.DefaultSchedule(sys.Name, f.nData)
 	if err != nil {
@@ -140,7 +149,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	spec.Kind, spec.DType, spec.Seed = f.model, f.dtype, f.seed
 	spec.EGNN.Hidden, spec.EGNN.Layers = f.hidden, f.layers
 	spec.CNF = train.CNFSpec{Solver: f.solver, RTol: f.rtol, ATol: f.atol, Steps: f.steps, Trace: f.trace,
-		Noise: f.noise, Grad: f.grad, MaxSteps: spec.CNF.MaxSteps}
+		Noise: f.noise, Grad: f.grad, RegWeight: f.reg, MaxSteps: spec.CNF.MaxSteps}
 	if f.resume {
 		saved, err := train.LoadSpec(f.out)
 		if err != nil {
@@ -158,6 +167,9 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 		if ds[i], err = train.LoadParticleSplit(f.data, sys, split, dtype); err != nil {
 			return err
 		}
+	}
+	if positional && f.nData <= 0 {
+		f.nData = ds[0].Len()
 	}
 	if f.nData > ds[0].Len() {
 		return fmt.Errorf("%w: --n-data %d but %s has %d rows", ErrUsage, f.nData, train.SplitPath(f.data, sys.Name, "train"), ds[0].Len())
@@ -188,13 +200,20 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	}
 	info := &train.RunInfo{Dataset: sys.Name, DataDir: absData, NData: f.nData, Schedule: sched, LR: f.lr,
 		Seed: f.seed, ValTrace: f.valTrace, TestTrace: f.testTrace, WD: &f.wd, EvalBatch: f.evalBatch,
-		EvalN: f.evalN, MaxStepsEpoch: f.maxSteps, Keep: f.keep}
+		EvalN: f.evalN, MaxStepsEpoch: f.maxSteps, Keep: f.keep, ClipAdaptive: f.clipAdaptive,
+		JSSamples: max(f.jsSamples, 0)}
+	if f.clipAdaptive && positional {
+		info.ClipQueueInit = 1e30 // main_qm9_pos.py seeds the queue with 1e30 (REFERENCE §4.6)
+	}
 
 	opts := train.Options{
 		Backend: b, Spec: spec, Train: ds[0], Val: ds[1], Test: ds[2], OutDir: f.out,
 		Schedule: sched, EvalBatch: f.evalBatch, LearningRate: f.lr, WeightDecay: f.wd, Seed: f.seed,
 		ValTrace: f.valTrace, TestTrace: f.testTrace, MaxStepsEpoch: f.maxSteps, Keep: f.keep, ClipGrad: f.clipGrad,
-		Resume: f.resume, Logger: logger,
+		Resume: f.resume, Logger: logger, ClipAdaptive: info.ClipAdaptive, ClipQueueInit: info.ClipQueueInit,
+	}
+	if info.JSSamples > 0 {
+		opts.JS = &train.JSEval{N: info.JSSamples, Batch: min(f.evalBatch, info.JSSamples)}
 	}
 	if f.wd == 0 {
 		opts.WeightDecay = -1 // explicit zero
@@ -227,6 +246,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 		"last_train_nll": nanToNil(res.LastTrain),
 		"wall_s":         math.Round(res.WallS*1000) / 1000,
 		"interrupted":    res.Interrupted,
+		"js_div":         nanToNil(res.BestJS),
 	}); err != nil {
 		return errors.Join(runErr, err)
 	}
@@ -279,6 +299,45 @@ func (f *trainFlags) fillFromRunInfo(info *train.RunInfo, set map[string]bool) {
 	}
 	if !set["keep"] && info.Keep > 0 {
 		f.keep = info.Keep
+	}
+	if !set["clip-adaptive"] {
+		f.clipAdaptive = info.ClipAdaptive
+	}
+	if !set["js-samples"] {
+		f.jsSamples = info.JSSamples
+		if f.jsSamples == 0 {
+			f.jsSamples = -1 // recorded as off: positionalDefaults must not turn it on
+		}
+	}
+}
+
+// positionalDefaults applies main_qm9_pos.py's settings (REFERENCE §4.6) to the flags not given
+// explicitly: EGNN nf 64 × 6 layers, lr 2e-4, Gaussian Hutchinson noise, ODE regulariser 1e-3,
+// adaptive gradient clipping, and the JS divergence of 1000 samples at every evaluation.
+func (f *trainFlags) positionalDefaults(set map[string]bool) {
+	if f.resume { // the run's model.json and run.json hold its settings
+		return
+	}
+	if !set["hidden"] {
+		f.hidden = 64
+	}
+	if !set["layers"] {
+		f.layers = 6
+	}
+	if !set["lr"] {
+		f.lr = 2e-4
+	}
+	if !set["noise"] {
+		f.noise = "gaussian"
+	}
+	if !set["reg"] {
+		f.reg = 1e-3
+	}
+	if !set["clip-adaptive"] && !set["clip-grad"] && !f.resume {
+		f.clipAdaptive = true
+	}
+	if f.jsSamples == 0 {
+		f.jsSamples = 1000
 	}
 }
 

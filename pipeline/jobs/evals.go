@@ -217,21 +217,16 @@ func StabilityMetrics(ctx context.Context, path string, n int) ([]Metric, error)
 }
 
 // JSMetrics computes the JS divergence (and symmetric KL) of the relative-distance histogram
-// of the molecules with nAtoms atoms in a molecule table (its first n such, all when n ≤ 0)
-// against the reference analyzed_19 histogram (REFERENCE §3.2).
+// of the structures with nAtoms atoms in a molecule table or a table of 3-D configurations (QM9
+// Positional samples) — its first n such, all when n ≤ 0 — against the reference analyzed_19
+// histogram (REFERENCE §3.2).
 func JSMetrics(ctx context.Context, path string, n, nAtoms int) ([]Metric, error) {
 	if nAtoms <= 0 {
 		nAtoms = 19
 	}
-	var h metrics.DistanceHistogram
-	count := 0
-	err := scanMolecules(ctx, path, n, nAtoms, func(m *molecule.Molecule) error {
-		h.AddMolecule(m)
-		count++
-		return nil
-	})
+	h, count, err := metrics.DistanceHistogramOf(ctx, path, nAtoms, n)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: relative distances of %s: %w", path, err)
+		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	if count == 0 {
 		return nil, fmt.Errorf("jobs: %s has no molecule with %d atoms", path, nAtoms)

@@ -328,11 +328,21 @@ func (s Shard) Contains(u *Unit) bool {
 	return u.shardKey()%uint64(s.Count) == uint64(s.Index)
 }
 
-// splitInputs are the train/val/test ETL files of a particle dataset.
+// splitInputs are the train/val/test ETL files of a dataset trained by enflow train:
+// {ds}_{train,val,test}.parquet for DW4/LJ13, qm9_positional_{train,valid,test}.parquet (the
+// QM9 ETL's names) for QM9 Positional.
 func splitInputs(dir, ds string) ([]Input, error) {
+	base, val := ds, "val"
+	if ds == DatasetQM9Positional {
+		base, val = "qm9_positional", "valid"
+	}
 	var out []Input
 	for _, split := range []string{"train", "val", "test"} {
-		in, err := hashInput(split, filepath.Join(dir, ds+"_"+split+".parquet"))
+		file := split
+		if split == "val" {
+			file = val
+		}
+		in, err := hashInput(split, filepath.Join(dir, base+"_"+file+".parquet"))
 		if err != nil {
 			return nil, err
 		}

@@ -43,6 +43,9 @@ type runState struct {
 	BestEpoch int     `json:"best_epoch"` // -1: no evaluation yet
 	BestVal   float64 `json:"best_val"`
 	BestTest  float64 `json:"best_test"`
+	// BestJS is the sample JS divergence at the best validation epoch (QM9 Positional; nil when
+	// not computed).
+	BestJS *float64 `json:"best_js,omitempty"`
 
 	// Accumulators of the epoch in progress.
 	SumNLL      float64 `json:"sum_nll"`

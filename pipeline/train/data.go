@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 
@@ -99,15 +100,27 @@ func (d *ParticleDataset) Batch(idx []int) (x, mask *tensors.Tensor, err error) 
 	return x, mask, nil
 }
 
-// SplitPath is the ETL file of a system's split: DIR/{system}_{split}.parquet.
+// SplitPath is the ETL file of a system's split: DIR/{system}_{split}.parquet. QM9 Positional
+// is written by the QM9 ETL, whose validation split is named "valid"
+// (DIR/qm9_positional_valid.parquet for split "val").
 func SplitPath(dir, system, split string) string {
+	if system == particles.QM9Positional.Name && split == "val" {
+		split = "valid"
+	}
 	return filepath.Join(dir, system+"_"+split+".parquet")
 }
 
-// LoadParticleSplit reads DIR/{system}_{split}.parquet.
+// LoadParticleSplit reads DIR/{system}_{split}.parquet: a particle-configuration table for DW4
+// and LJ13, a QM9 molecule table (every molecule must have 19 atoms) for QM9 Positional.
 func LoadParticleSplit(dir string, sys particles.System, split string, dtype dtypes.DType) (*ParticleDataset, error) {
 	path := SplitPath(dir, sys.Name, split)
-	cfgs, err := table.ReadConfigs(path)
+	var cfgs []particles.Config
+	var err error
+	if sys.Name == particles.QM9Positional.Name {
+		cfgs, err = positionalConfigs(path, split)
+	} else {
+		cfgs, err = table.ReadConfigs(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("train: loading %s split: %w", split, err)
 	}
@@ -119,6 +132,30 @@ func LoadParticleSplit(dir string, sys particles.System, split string, dtype dty
 		return nil, fmt.Errorf("train: %s: %w", path, err)
 	}
 	return d, nil
+}
+
+// positionalConfigs reads a QM9 Positional molecule table as 19-particle configurations (atom
+// types are dropped: the dataset is positions only; NewParticleDataset removes the mean).
+func positionalConfigs(path, split string) ([]particles.Config, error) {
+	sys := particles.QM9Positional
+	mols, err := table.ReadMolecules(path)
+	if err != nil {
+		return nil, err
+	}
+	cfgs := make([]particles.Config, len(mols))
+	for i := range mols {
+		m := &mols[i]
+		if m.NAtoms() != sys.Particles {
+			return nil, fmt.Errorf("%s: molecule %d (row %d): %d atoms, QM9 Positional has %d (write it with `enflow etl qm9 --positional`)",
+				path, m.ID, i, m.NAtoms(), sys.Particles)
+		}
+		pos := make([]float64, 0, sys.Flat())
+		for _, p := range m.Positions {
+			pos = append(pos, p[0], p[1], p[2])
+		}
+		cfgs[i] = particles.Config{ID: m.ID, Split: split, System: sys.Name, Positions: pos, Energy: math.NaN()}
+	}
+	return cfgs, nil
 }
 
 // EpochBatches shuffles 0..n−1 with rng and cuts the permutation into full batches of size

@@ -36,6 +36,10 @@ type RunInfo struct {
 	EvalN         int      `json:"eval_n,omitempty"`
 	MaxStepsEpoch int      `json:"max_steps_per_epoch,omitempty"`
 	Keep          int      `json:"keep,omitempty"`
+	// QM9 Positional settings: adaptive gradient clipping and the JS samples per evaluation.
+	ClipAdaptive  bool    `json:"clip_adaptive,omitempty"`
+	ClipQueueInit float64 `json:"clip_queue_init,omitempty"`
+	JSSamples     int     `json:"js_samples,omitempty"`
 }
 
 // SaveRunInfo writes dir/run.json atomically.

@@ -40,6 +40,10 @@ type EpochMetrics struct {
 	NFEEval     int64   // evaluation dynamics evaluations in the epoch
 	LR          float64 // learning rate at the end of the epoch
 	GradNorm    float64 // mean global gradient norm over the epoch's steps
+	// JS is the Jensen–Shannon divergence of the relative-distance histogram of samples drawn
+	// at this evaluation epoch against the reference (QM9 Positional; NaN otherwise), and
+	// BestJS its value at the best validation epoch so far (en_flows main_qm9_pos.py).
+	JS, BestJS float64
 }
 
 var metricsCols = []table.Col{
@@ -57,7 +61,13 @@ var metricsCols = []table.Col{
 	{Name: "nfe_eval", Type: table.Int64},
 	{Name: "lr", Type: table.Float64},
 	{Name: "grad_norm", Type: table.Float64},
+	{Name: "js_div", Type: table.Float64},
+	{Name: "best_js_div", Type: table.Float64},
 }
+
+// legacyMetricsCols is the column count of metrics files written before js_div/best_js_div
+// existed; such files are still read (the JS columns are then NaN).
+const legacyMetricsCols = 14
 
 // MetricsColumns returns the column names of the metrics files, in order.
 func MetricsColumns() []string {
@@ -70,7 +80,7 @@ func MetricsColumns() []string {
 
 func (m *EpochMetrics) values() []any {
 	return []any{int64(m.Epoch), m.Step, m.TrainNLL, m.TrainLoss, m.ValNLL, m.TestNLL, m.BestValNLL, m.BestTestNLL,
-		m.WallS, m.NFEForward, m.NFEBackward, m.NFEEval, m.LR, m.GradNorm}
+		m.WallS, m.NFEForward, m.NFEBackward, m.NFEEval, m.LR, m.GradNorm, m.JS, m.BestJS}
 }
 
 func (m *EpochMetrics) csvRecord() []string {
@@ -90,11 +100,14 @@ func (m *EpochMetrics) csvRecord() []string {
 }
 
 func parseMetricsRecord(rec []string) (EpochMetrics, error) {
-	if len(rec) != len(metricsCols) {
+	if len(rec) != len(metricsCols) && len(rec) != legacyMetricsCols {
 		return EpochMetrics{}, fmt.Errorf("%d fields, want %d", len(rec), len(metricsCols))
 	}
-	ints := make([]int64, len(rec))
-	floats := make([]float64, len(rec))
+	ints := make([]int64, len(metricsCols))
+	floats := make([]float64, len(metricsCols))
+	for i := len(rec); i < len(metricsCols); i++ {
+		floats[i] = math.NaN()
+	}
 	for i, s := range rec {
 		var err error
 		if metricsCols[i].Type == table.Int64 {
@@ -112,6 +125,7 @@ func parseMetricsRecord(rec []string) (EpochMetrics, error) {
 		Epoch: int(ints[0]), Step: ints[1], TrainNLL: floats[2], TrainLoss: floats[3], ValNLL: floats[4],
 		TestNLL: floats[5], BestValNLL: floats[6], BestTestNLL: floats[7], WallS: floats[8],
 		NFEForward: ints[9], NFEBackward: ints[10], NFEEval: ints[11], LR: floats[12], GradNorm: floats[13],
+		JS: floats[14], BestJS: floats[15],
 	}, nil
 }
 
@@ -134,7 +148,7 @@ func ReadMetricsCSV(dir string) ([]EpochMetrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: reading %s: %w", path, err)
 	}
-	if len(header) != len(metricsCols) || header[0] != metricsCols[0].Name {
+	if (len(header) != len(metricsCols) && len(header) != legacyMetricsCols) || header[0] != metricsCols[0].Name {
 		return nil, fmt.Errorf("train: %s: unexpected header %v", path, header)
 	}
 	var rows []EpochMetrics

@@ -43,6 +43,16 @@ type Model interface {
 	Variables() []*context.Variable
 }
 
+// TolerancedModel is a Model integrated by an ODE solver whose tolerances can be changed between
+// calls (divergence recovery tightens them).
+type TolerancedModel interface {
+	Model
+	// Tolerances returns the solver's rtol and atol and whether it is adaptive.
+	Tolerances() (rtol, atol float64, adaptive bool)
+	// SetTolerances sets rtol and atol for the following solves.
+	SetTolerances(rtol, atol float64) error
+}
+
 // ModelSpec fully describes a model, so eval and sample can rebuild it from a run directory
 // (it is stored there as model.json).
 type ModelSpec struct {

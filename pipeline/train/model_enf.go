@@ -116,3 +116,12 @@ func (e *enfModel) Sample(batch, nodes, dims int, mask *tensors.Tensor, seed uin
 }
 
 func (e *enfModel) Variables() []*context.Variable { return e.m.Variables() }
+
+// Tolerances implements TolerancedModel.
+func (e *enfModel) Tolerances() (rtol, atol float64, adaptive bool) {
+	c := e.m.Config()
+	return c.RTol, c.ATol, e.m.Adaptive()
+}
+
+// SetTolerances implements TolerancedModel.
+func (e *enfModel) SetTolerances(rtol, atol float64) error { return e.m.SetTolerances(rtol, atol) }

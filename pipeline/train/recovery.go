@@ -10,6 +10,9 @@ package train
 // every context variable (model parameters and optimizer state: Adam moments, AMSGrad maxima,
 // step counters, clipping queue) together with its position in the epoch, multiplies the
 // learning rate by LRFactor, and replays the batches from there (same data order and seeds).
+// From the TightenAfter-th consecutive divergence on it also tightens the adaptive solver's
+// tolerances by TolFactor (down to MinTol), for training and evaluation models alike; the
+// tightened tolerances are checkpointed with the recovery state, so a resumed run keeps them.
 // Snapshots are taken at the start of every epoch and every SnapshotEvery good steps. Each
 // event is logged (slog, level WARN) and appended to OUT/recoveries.csv; Result.Recoveries
 // counts them. The MaxConsecutive-th divergence without SnapshotEvery good steps in between
@@ -76,6 +79,14 @@ type RecoveryOptions struct {
 	// MaxConsecutive is the number of consecutive divergences (no SnapshotEvery good steps in
 	// between) that stops the run with ErrDiverged (default 5).
 	MaxConsecutive int
+	// TightenAfter is the number of consecutive divergences from which each recovery also
+	// multiplies the adaptive solver's rtol and atol by TolFactor (default 2: the first
+	// divergence only lowers the learning rate; negative: never tighten).
+	TightenAfter int
+	// TolFactor multiplies the tolerances when tightening (default 0.1).
+	TolFactor float64
+	// MinTol is the floor of tightened tolerances (default 1e-8).
+	MinTol float64
 
 	// beforeStep, if set (tests), runs before every training step; it may corrupt variables.
 	beforeStep func(t *trainer) error
@@ -101,6 +112,15 @@ func (o *RecoveryOptions) defaults() {
 	if o.MaxConsecutive <= 0 {
 		o.MaxConsecutive = 5
 	}
+	if o.TightenAfter == 0 {
+		o.TightenAfter = 2
+	}
+	if o.TolFactor <= 0 || o.TolFactor >= 1 {
+		o.TolFactor = 0.1
+	}
+	if o.MinTol <= 0 {
+		o.MinTol = 1e-8
+	}
 }
 
 // RecoveriesCSV is the file of recovery events in a run directory.
@@ -125,10 +145,16 @@ type RecoveryEvent struct {
 	RestoreStep int64 // optimizer step of the restored snapshot (-1: nothing to restore)
 	Consecutive int   // consecutive divergences including this one
 	Detail      string
+	// RTolAfter and ATolAfter are the solver tolerances set by this recovery (NaN: unchanged).
+	RTolAfter, ATolAfter float64
 }
 
 var recoveryColumns = []string{"event", "time", "epoch", "batch", "step", "reason", "loss", "grad_norm",
-	"threshold", "lr_before", "lr_after", "restore_step", "consecutive", "detail"}
+	"threshold", "lr_before", "lr_after", "restore_step", "consecutive", "detail", "rtol_after", "atol_after"}
+
+// legacyRecoveryColumns is the column count of recoveries.csv files written before the
+// tolerance columns existed (still read).
+const legacyRecoveryColumns = 14
 
 func fmtFloat(x float64) string {
 	if math.IsNaN(x) {
@@ -141,7 +167,7 @@ func (e *RecoveryEvent) record() []string {
 	return []string{strconv.Itoa(e.Event), e.Time.UTC().Format(time.RFC3339Nano), strconv.Itoa(e.Epoch),
 		strconv.Itoa(e.Batch), strconv.FormatInt(e.Step, 10), e.Reason, fmtFloat(e.Loss), fmtFloat(e.GradNorm),
 		fmtFloat(e.Threshold), fmtFloat(e.LRBefore), fmtFloat(e.LRAfter), strconv.FormatInt(e.RestoreStep, 10),
-		strconv.Itoa(e.Consecutive), e.Detail}
+		strconv.Itoa(e.Consecutive), e.Detail, fmtFloat(e.RTolAfter), fmtFloat(e.ATolAfter)}
 }
 
 // ReadRecoveries reads dir/recoveries.csv (no file: no events).
@@ -158,7 +184,7 @@ func ReadRecoveries(dir string) ([]RecoveryEvent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: reading %s: %w", path, err)
 	}
-	if len(recs) == 0 || !slices.Equal(recs[0], recoveryColumns) {
+	if len(recs) == 0 || !(slices.Equal(recs[0], recoveryColumns) || slices.Equal(recs[0], recoveryColumns[:legacyRecoveryColumns])) {
 		return nil, fmt.Errorf("train: %s: unexpected header", path)
 	}
 	var out []RecoveryEvent
@@ -173,6 +199,9 @@ func ReadRecoveries(dir string) ([]RecoveryEvent, error) {
 }
 
 func parseRecoveryRecord(r []string) (RecoveryEvent, error) {
+	if len(r) == legacyRecoveryColumns {
+		r = append(r, "", "")
+	}
 	if len(r) != len(recoveryColumns) {
 		return RecoveryEvent{}, fmt.Errorf("%d fields, want %d", len(r), len(recoveryColumns))
 	}
@@ -194,6 +223,7 @@ func parseRecoveryRecord(r []string) (RecoveryEvent, error) {
 	errs = append(errs, terr)
 	e.Reason, e.Loss, e.GradNorm, e.Threshold = r[5], atof(r[6]), atof(r[7]), atof(r[8])
 	e.LRBefore, e.LRAfter, e.RestoreStep, e.Consecutive, e.Detail = atof(r[9]), atof(r[10]), atoi64(r[11]), atoi(r[12]), r[13]
+	e.RTolAfter, e.ATolAfter = atof(r[14]), atof(r[15])
 	return e, errors.Join(errs...)
 }
 
@@ -250,6 +280,9 @@ type recoveryState struct {
 	Events      int       `json:"events"`      // recoveries so far (rows of recoveries.csv)
 	Consecutive int       `json:"consecutive"` // divergences since the last SnapshotEvery good steps
 	Good        int       `json:"good"`        // good steps since the last divergence
+	// RTol and ATol are the solver tolerances set by recoveries (nil: the spec's).
+	RTol *float64 `json:"rtol,omitempty"`
+	ATol *float64 `json:"atol,omitempty"`
 }
 
 // snapshot is an in-memory copy of every context variable and of the driver position.
@@ -492,16 +525,31 @@ func (r *recovery) rollback(t *trainer, d *divergence) error {
 		return err
 	}
 	ev.LRAfter = newLR
+	ev.RTolAfter, ev.ATolAfter = math.NaN(), math.NaN()
 	r.state.Events++
 	r.state.Consecutive++
+	if r.opts.TightenAfter > 0 && r.state.Consecutive >= r.opts.TightenAfter {
+		rtol, atol, ok, err := r.tighten(t)
+		if err != nil {
+			return err
+		}
+		if ok {
+			ev.RTolAfter, ev.ATolAfter = rtol, atol
+		}
+	}
 	r.state.Good = 0
 	r.since = 0
 	ev.Event, ev.Consecutive = r.state.Events, r.state.Consecutive
 	r.events = append(r.events, ev)
-	r.log.Warn("divergence: rolled back and lowered the learning rate",
-		"reason", d.reason, "epoch", ev.Epoch, "batch", ev.Batch, "step", ev.Step, "loss", d.loss,
+	msg := "divergence: rolled back and lowered the learning rate"
+	attrs := []any{"reason", d.reason, "epoch", ev.Epoch, "batch", ev.Batch, "step", ev.Step, "loss", d.loss,
 		"grad_norm", d.gradNorm, "threshold", d.threshold, "restored_step", ev.RestoreStep,
-		"lr_before", lr, "lr_after", newLR, "consecutive", ev.Consecutive, "event", ev.Event, "err", d.err)
+		"lr_before", lr, "lr_after", newLR, "consecutive", ev.Consecutive, "event", ev.Event, "err", d.err}
+	if !math.IsNaN(ev.RTolAfter) {
+		msg = "divergence: rolled back, lowered the learning rate and tightened the solver tolerances"
+		attrs = append(attrs, "rtol_after", ev.RTolAfter, "atol_after", ev.ATolAfter)
+	}
+	r.log.Warn(msg, attrs...)
 	if err := writeRecoveries(r.dir, r.events); err != nil {
 		return err
 	}
@@ -509,6 +557,55 @@ func (r *recovery) rollback(t *trainer, d *divergence) error {
 		return fmt.Errorf("%w: %d consecutive divergences, the last at epoch %d, batch %d: %w; lr now %g; the last good state (epoch %d, batch %d, step %d) is checkpointed (see %s)",
 			ErrDiverged, r.state.Consecutive, ev.Epoch, ev.Batch, d, newLR, st.Epoch, st.Batch, st.Step, RecoveriesCSV)
 	}
+	return nil
+}
+
+// tighten multiplies the adaptive solver tolerances of every model of t by TolFactor (floored at
+// MinTol) and records them in the persisted state. ok is false if no model has an adaptive
+// solver or the tolerances are already at the floor.
+func (r *recovery) tighten(t *trainer) (rtol, atol float64, ok bool, err error) {
+	for _, m := range t.models {
+		tm, isTol := m.(TolerancedModel)
+		if !isTol {
+			continue
+		}
+		cr, ca, adaptive := tm.Tolerances()
+		if !adaptive {
+			continue
+		}
+		nr, na := max(cr*r.opts.TolFactor, r.opts.MinTol), max(ca*r.opts.TolFactor, r.opts.MinTol)
+		if nr >= cr && na >= ca {
+			continue
+		}
+		if err := tm.SetTolerances(nr, na); err != nil {
+			return 0, 0, false, fmt.Errorf("train: tightening solver tolerances: %w", err)
+		}
+		if m == t.model {
+			rtol, atol, ok = nr, na, true
+		}
+	}
+	if ok {
+		r.state.RTol, r.state.ATol = &rtol, &atol
+	}
+	return rtol, atol, ok, nil
+}
+
+// applyTolerances sets the tolerances recorded by earlier recoveries (after a resume) on every
+// model of t.
+func (r *recovery) applyTolerances(t *trainer) error {
+	if r.state.RTol == nil || r.state.ATol == nil {
+		return nil
+	}
+	for _, m := range t.models {
+		if tm, ok := m.(TolerancedModel); ok {
+			if _, _, adaptive := tm.Tolerances(); adaptive {
+				if err := tm.SetTolerances(*r.state.RTol, *r.state.ATol); err != nil {
+					return fmt.Errorf("train: restoring solver tolerances: %w", err)
+				}
+			}
+		}
+	}
+	r.log.Info("solver tolerances tightened by earlier recoveries", "rtol", *r.state.RTol, "atol", *r.state.ATol)
 	return nil
 }
 

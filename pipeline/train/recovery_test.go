@@ -660,3 +660,69 @@ func TestClipGradPersists(t *testing.T) {
 		t.Errorf("clipping had no effect: %v", want)
 	}
 }
+
+// TestRecoveryTightensTolerances: with the default policy the first divergence only lowers the
+// learning rate and the second consecutive one also tightens the dopri5 tolerances (×0.1), for
+// the training and evaluation models; the tightened tolerances are recorded in recoveries.csv
+// and kept by a resumed run.
+func TestRecoveryTightensTolerances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("E-NF recovery test skipped in -short mode")
+	}
+	b := testBackend(t)
+	dataDir := t.TempDir()
+	writeTinyDW4(t, dataDir, map[string]int{"train": 20, "val": 10, "test": 10})
+	s := loadTiny(t, dataDir, 20)
+	spec := DefaultSpec("dw4", 4, 2)
+	spec.DType, spec.Seed = "float64", 5
+	spec.EGNN.Hidden, spec.EGNN.Layers = 8, 1
+	spec.CNF.RTol, spec.CNF.ATol, spec.CNF.MaxSteps = 1e-3, 1e-3, 200
+	out := t.TempDir()
+	logs := &syncBuffer{}
+	o := Options{
+		Backend: b, Spec: spec, Train: s.train, Val: s.val, Test: s.test, OutDir: out,
+		Schedule: Schedule{Epochs: 2, TestEvery: 1, Batch: 5}, EvalBatch: 10,
+		LearningRate: 5e-3, Seed: 9, ValTrace: "hutchinson", TestTrace: "exact",
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+		Recovery: RecoveryOptions{SnapshotEvery: 2, beforeStep: corruptAt(5, 2, math.NaN())},
+	}
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatalf("run did not recover: %v\n%s", err, logs.String())
+	}
+	events, err := ReadRecoveries(out)
+	if err != nil || len(events) != 2 {
+		t.Fatalf("%d events (%v)\n%s", len(events), err, logs.String())
+	}
+	if !math.IsNaN(events[0].RTolAfter) || events[0].Consecutive != 1 {
+		t.Errorf("first event tightened the tolerances: %+v", events[0])
+	}
+	if e := events[1]; e.Consecutive != 2 || math.Abs(e.RTolAfter-1e-4) > 1e-18 || math.Abs(e.ATolAfter-1e-4) > 1e-18 {
+		t.Errorf("second event %+v, want rtol = atol = 1e-4", e)
+	}
+	if !strings.Contains(logs.String(), "tightened the solver tolerances") {
+		t.Errorf("no tightening logged:\n%s", logs.String())
+	}
+
+	// Resume for one more epoch: both models (training/validation with Hutchinson, exact test) must solve
+	// at the tightened tolerances.
+	var seen [][3]float64
+	o.Resume, o.Schedule.Epochs = true, 3
+	o.Recovery = RecoveryOptions{SnapshotEvery: 2, beforeStep: func(tr *trainer) error {
+		for _, m := range tr.models {
+			rt, at, _ := m.(TolerancedModel).Tolerances()
+			seen = append(seen, [3]float64{rt, at, float64(len(tr.models))})
+		}
+		return nil
+	}}
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if len(seen) == 0 {
+		t.Fatal("no training step after resume")
+	}
+	for _, v := range seen {
+		if math.Abs(v[0]-1e-4) > 1e-18 || math.Abs(v[1]-1e-4) > 1e-18 || v[2] != 2 {
+			t.Fatalf("after resume a model solves at rtol %g atol %g (%v models), want 1e-4 and 2 models (hutchinson, exact)", v[0], v[1], v[2])
+		}
+	}
+}

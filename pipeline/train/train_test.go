@@ -363,6 +363,8 @@ func TestDefaultSchedule(t *testing.T) {
 		{"lj13", 1000, Schedule{300, 5, 100}, true},
 		{"lj13", 10000, Schedule{50, 1, 100}, true},
 		{"dw4", 2000, Schedule{300, 5, 100}, false},
+		{"qm9_positional", 13832, Schedule{1000, 1, 128}, true},
+		{"qm9_positional", 0, Schedule{1000, 1, 128}, true},
 	} {
 		got, exact, err := DefaultSchedule(tc.sys, tc.n)
 		if err != nil || got != tc.want || exact != tc.exact {
