@@ -21,9 +21,11 @@
 //	[train]                                   # overrides for every experiment: enflow train flags
 //	epochs = 3                                #   without "--" ("_" may replace "-"): epochs,
 //	max-steps-per-epoch = 2                   #   test-every, batch, eval-batch, eval-n, keep,
-//	solver = "rk4"                            #   hidden, layers, steps, max-steps-per-epoch (int);
-//	                                          #   lr, wd, rtol, atol (float); dtype, solver, trace,
-//	                                          #   noise, grad, val-trace, test-trace (string).
+//	solver = "rk4"                            #   hidden, layers, steps, max-steps-per-epoch,
+//	                                          #   js-samples (int); lr, wd, rtol, atol, reg,
+//	                                          #   clip-grad (float); clip-adaptive (bool); dtype,
+//	                                          #   solver, trace, noise, grad, val-trace,
+//	                                          #   test-trace (string).
 //	                                          #   Omitted: enflow train's defaults, i.e. the
 //	                                          #   paper's schedule for n_data (REFERENCE §1.4).
 //	[[experiment]]                            # one or more

@@ -132,6 +132,7 @@ const (
 	flagInt flagType = iota
 	flagFloat
 	flagString
+	flagBool
 )
 
 // trainFlags are the enflow train flags a spec may set. The runner owns --dataset, --data,
@@ -139,8 +140,9 @@ const (
 var trainFlags = map[string]flagType{
 	"epochs": flagInt, "test-every": flagInt, "batch": flagInt, "eval-batch": flagInt,
 	"hidden": flagInt, "layers": flagInt, "steps": flagInt, "max-steps-per-epoch": flagInt,
-	"eval-n": flagInt, "keep": flagInt,
-	"lr": flagFloat, "wd": flagFloat, "rtol": flagFloat, "atol": flagFloat,
+	"eval-n": flagInt, "keep": flagInt, "js-samples": flagInt,
+	"lr": flagFloat, "wd": flagFloat, "rtol": flagFloat, "atol": flagFloat, "reg": flagFloat, "clip-grad": flagFloat,
+	"clip-adaptive": flagBool,
 	"dtype": flagString, "solver": flagString, "trace": flagString, "noise": flagString,
 	"grad": flagString, "val-trace": flagString, "test-trace": flagString,
 }
@@ -464,6 +466,11 @@ func convertFlag(t flagType, v any) (any, error) {
 			return s, nil
 		}
 		return nil, fmt.Errorf("%v (%T) is not a string", v, v)
+	case flagBool:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+		return nil, fmt.Errorf("%v (%T) is not a boolean", v, v)
 	}
 	return nil, fmt.Errorf("unknown flag type")
 }
@@ -497,6 +504,9 @@ func trainArgs(m map[string]any) []string {
 			s = strconv.FormatFloat(x, 'g', -1, 64)
 		case string:
 			s = x
+		case bool: // Go boolean flags take their value in the same argument
+			out = append(out, "--"+k+"="+strconv.FormatBool(x))
+			continue
 		default:
 			s = fmt.Sprint(x)
 		}

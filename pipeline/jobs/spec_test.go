@@ -30,6 +30,7 @@ func TestParseSpecErrors(t *testing.T) {
 		{"int override given text", "[train]\nepochs = \"5\"\n" + exp, `"epochs": 5 (string) is not an integer`},
 		{"int override fractional", "[train]\nepochs = 2.5\n" + exp, "not a non-negative integer"},
 		{"string override given number", "[train]\nsolver = 4\n" + exp, "is not a string"},
+		{"bool override given text", "[train]\nclip-adaptive = \"yes\"\n" + exp, "is not a boolean"},
 		{"both spellings", "[train]\nmax-steps-per-epoch = 1\nmax_steps_per_epoch = 2\n" + exp, "given twice"},
 		{"experiment override", "[[experiment]]\ndataset = \"dw4\"\nmodels = [\"enf\"]\nn_data = [1]\n[experiment.train]\nlr = \"fast\"\n", "[experiment.train]"},
 		{"eval without kind", exp + "[[evaluation]]\nn = 3\n", "kind is required"},
@@ -86,6 +87,21 @@ func TestParseSpecDefaults(t *testing.T) {
 	}
 	if s2.Name != "my-spec" || s2.MaxAttempts != 3 {
 		t.Errorf("name from file %q, max_attempts %d", s2.Name, s2.MaxAttempts)
+	}
+}
+
+// TestTrainArgs: overrides become enflow train flags, booleans in the --flag=value form that Go's
+// flag package needs.
+func TestTrainArgs(t *testing.T) {
+	s, err := ParseSpec("/x/s.toml", []byte("[train]\nreg = 0.0\nclip-adaptive = false\njs-samples = 200\nlr = 5e-4\n"+
+		"[[experiment]]\ndataset = \"qm9-positional\"\nmodels = [\"enf\"]\nn_data = [10]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(trainArgs(s.Train), " ")
+	want := "--clip-adaptive=false --js-samples 200 --lr 0.0005 --reg 0"
+	if got != want {
+		t.Errorf("trainArgs = %q, want %q", got, want)
 	}
 }
 
