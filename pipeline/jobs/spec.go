@@ -143,7 +143,7 @@ var trainFlags = map[string]flagType{
 	"eval-n": flagInt, "keep": flagInt, "js-samples": flagInt,
 	"lr": flagFloat, "wd": flagFloat, "rtol": flagFloat, "atol": flagFloat, "reg": flagFloat, "clip-grad": flagFloat,
 	"clip-adaptive": flagBool,
-	"dtype": flagString, "solver": flagString, "trace": flagString, "noise": flagString,
+	"dtype":         flagString, "solver": flagString, "trace": flagString, "noise": flagString,
 	"grad": flagString, "val-trace": flagString, "test-trace": flagString,
 }
 
