@@ -142,9 +142,8 @@ var trainFlags = map[string]flagType{
 	"hidden": flagInt, "layers": flagInt, "steps": flagInt, "max-steps-per-epoch": flagInt,
 	"eval-n": flagInt, "keep": flagInt, "js-samples": flagInt,
 	"lr": flagFloat, "wd": flagFloat, "rtol": flagFloat, "atol": flagFloat, "reg": flagFloat, "clip-grad": flagFloat,
-	"clip-adaptive": flagBool,
-	"dtype":         flagString, "solver": flagString, "trace": flagString, "noise": flagString,
-	"grad": flagString, "val-trace": flagString, "test-trace": flagString,
+	"dtype": flagString, "solver": flagString, "trace": flagString, "noise": flagString,
+	"grad": flagString, "val-trace": flagString, "test-trace": flagString, "clip-adaptive": flagBool,
 }
 
 // runnerFlags are the train flags the runner sets itself.
