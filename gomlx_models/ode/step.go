@@ -37,6 +37,11 @@ func Bind(ctx *context.Context, f Func, args []*Node, detach bool) StageFunc {
 				yd[i] = Detach(yi)
 			}
 			y = yd
+			// The time too: in the initial-step graph t0 + h depends, through h, on norms of
+			// f(t0, y0), whose gradients (√ at 0 for an all-zero state part, such as the
+			// adjoint's a_θ(1) = 0) are NaN. A gradient taken inside f (the adjoint's
+			// a·∂f/∂θ) must not flow into them.
+			t = Detach(t)
 		}
 		return f(ctx, t, y, args)
 	}
