@@ -442,23 +442,9 @@ func TestRecoveryENF(t *testing.T) {
 	if testing.Short() {
 		t.Skip("E-NF recovery test skipped in -short mode")
 	}
-	b := testBackend(t)
-	dataDir := t.TempDir()
-	writeTinyDW4(t, dataDir, map[string]int{"train": 20, "val": 10, "test": 10})
-	s := loadTiny(t, dataDir, 20)
-	spec := DefaultSpec("dw4", 4, 2)
-	spec.DType, spec.Seed = "float64", 5
-	spec.EGNN.Hidden, spec.EGNN.Layers = 8, 1
-	spec.CNF.MaxSteps = 200
-	out := t.TempDir()
-	logs := &syncBuffer{}
-	o := Options{
-		Backend: b, Spec: spec, Train: s.train, Val: s.val, Test: s.test, OutDir: out,
-		Schedule: Schedule{Epochs: 3, TestEvery: 2, Batch: 5}, EvalBatch: 10,
-		LearningRate: 5e-3, Seed: 9, ValTrace: "hutchinson", TestTrace: "exact",
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
-		Recovery: RecoveryOptions{SnapshotEvery: 2, beforeStep: corruptAt(6, 1, math.NaN())},
-	}
+	o, logs := tinyENFRecoveryOptions(t, 1e-4, Schedule{Epochs: 3, TestEvery: 2, Batch: 5},
+		RecoveryOptions{SnapshotEvery: 2, beforeStep: corruptAt(6, 1, math.NaN())})
+	out := o.OutDir
 	res, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatalf("E-NF run did not recover: %v\n%s", err, logs.String())
@@ -669,23 +655,9 @@ func TestRecoveryTightensTolerances(t *testing.T) {
 	if testing.Short() {
 		t.Skip("E-NF recovery test skipped in -short mode")
 	}
-	b := testBackend(t)
-	dataDir := t.TempDir()
-	writeTinyDW4(t, dataDir, map[string]int{"train": 20, "val": 10, "test": 10})
-	s := loadTiny(t, dataDir, 20)
-	spec := DefaultSpec("dw4", 4, 2)
-	spec.DType, spec.Seed = "float64", 5
-	spec.EGNN.Hidden, spec.EGNN.Layers = 8, 1
-	spec.CNF.RTol, spec.CNF.ATol, spec.CNF.MaxSteps = 1e-3, 1e-3, 200
-	out := t.TempDir()
-	logs := &syncBuffer{}
-	o := Options{
-		Backend: b, Spec: spec, Train: s.train, Val: s.val, Test: s.test, OutDir: out,
-		Schedule: Schedule{Epochs: 2, TestEvery: 1, Batch: 5}, EvalBatch: 10,
-		LearningRate: 5e-3, Seed: 9, ValTrace: "hutchinson", TestTrace: "exact",
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
-		Recovery: RecoveryOptions{SnapshotEvery: 2, beforeStep: corruptAt(5, 2, math.NaN())},
-	}
+	o, logs := tinyENFRecoveryOptions(t, 1e-3, Schedule{Epochs: 2, TestEvery: 1, Batch: 5},
+		RecoveryOptions{SnapshotEvery: 2, beforeStep: corruptAt(5, 2, math.NaN())})
+	out := o.OutDir
 	if _, err := Run(context.Background(), o); err != nil {
 		t.Fatalf("run did not recover: %v\n%s", err, logs.String())
 	}
@@ -725,4 +697,23 @@ func TestRecoveryTightensTolerances(t *testing.T) {
 			t.Fatalf("after resume a model solves at rtol %g atol %g (%v models), want 1e-4 and 2 models (hutchinson, exact)", v[0], v[1], v[2])
 		}
 	}
+}
+
+// tinyENFRecoveryOptions trains a tiny float64 E-NF (EGNN 8 × 1, dopri5 at rtol = atol = tol,
+// at most 200 solver steps) on 20 synthetic DW4 configurations, logging into the returned buffer.
+func tinyENFRecoveryOptions(t *testing.T, tol float64, sched Schedule, rec RecoveryOptions) (Options, *syncBuffer) {
+	t.Helper()
+	dataDir := t.TempDir()
+	writeTinyDW4(t, dataDir, map[string]int{"train": 20, "val": 10, "test": 10})
+	s := loadTiny(t, dataDir, 20)
+	spec := DefaultSpec("dw4", 4, 2)
+	spec.DType, spec.Seed = "float64", 5
+	spec.EGNN.Hidden, spec.EGNN.Layers = 8, 1
+	spec.CNF.RTol, spec.CNF.ATol, spec.CNF.MaxSteps = tol, tol, 200
+	logs := &syncBuffer{}
+	return Options{
+		Backend: testBackend(t), Spec: spec, Train: s.train, Val: s.val, Test: s.test, OutDir: t.TempDir(),
+		Schedule: sched, EvalBatch: 10, LearningRate: 5e-3, Seed: 9, ValTrace: "hutchinson", TestTrace: "exact",
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), Recovery: rec,
+	}, logs
 }
