@@ -18,6 +18,12 @@
 // exactly, while any integer width, float32/float64, string/large_string/dictionary and
 // list/large_list/fixed_size_list encodings are accepted.
 //
+// Files may be untrusted: before arrow-go sees a file, the readers validate its footer (the
+// Arrow IPC Footer flatbuffer, the Parquet Thrift FileMetaData and the Arrow schema stored
+// in it) and bound the buffer and page sizes arrow-go allocates, so a forged length, offset
+// or nesting is an error naming the file instead of gigabytes of allocation or a fatal stack
+// overflow (see checkFooter).
+//
 // Conventions in every table: a NaN float is stored as null (and read back as NaN), an empty
 // string as null (read back as ""), a nil slice as a null list (an empty non-nil slice is an
 // empty list). NaN inside a list column is stored as NaN.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -351,10 +352,12 @@ type source struct {
 	cur arrow.RecordBatch // record batch being sliced into batches
 	off int64             // rows of cur already returned
 
+	f *os.File // the open file (owned by pqf once that exists)
+
 	// Arrow IPC
-	f    *os.File
-	ipcr *ipc.FileReader
-	next int // next record batch index
+	ipcr    *ipc.FileReader
+	batches []fileBlock // record batch blocks of the footer, checked by checkFooter
+	next    int         // next record batch index
 
 	// Parquet
 	pqf *file.Reader
@@ -409,11 +412,15 @@ func openSource(path string, batch int) (src *source, err error) {
 		}
 	}()
 	defer catch(path, &err)
+	if s.f, err = os.Open(path); err != nil {
+		return nil, fmt.Errorf("table: %w", err)
+	}
+	// arrow-go trusts the footer: validate it first (see checkFooter).
+	if s.batches, err = checkFooter(path, s.f, format); err != nil {
+		return nil, err
+	}
 	switch format {
 	case ArrowIPC:
-		if s.f, err = os.Open(path); err != nil {
-			return nil, fmt.Errorf("table: %w", err)
-		}
 		if s.ipcr, err = ipc.NewFileReader(s.f, ipc.WithAllocator(mem)); err != nil {
 			return nil, fmt.Errorf("table: open %s as Arrow IPC file: %w", path, err)
 		}
@@ -423,7 +430,10 @@ func openSource(path string, batch int) (src *source, err error) {
 		// stays bounded by the batch rather than by the row group.
 		rprops := parquet.NewReaderProperties(mem)
 		rprops.BufferedStreamEnabled = true
-		if s.pqf, err = file.OpenParquetFile(path, false, file.WithReadProps(rprops)); err != nil {
+		if err := limitPageSizes(rprops, s.f); err != nil {
+			return nil, fmt.Errorf("table: %w", err)
+		}
+		if s.pqf, err = file.NewParquetReader(s.f, file.WithReadProps(rprops)); err != nil {
 			return nil, fmt.Errorf("table: open %s as Parquet: %w", path, err)
 		}
 		readRows := int64(max(batch, minParquetRead))
@@ -441,6 +451,29 @@ func openSource(path string, batch int) (src *source, err error) {
 		}
 	}
 	return s, nil
+}
+
+// Bounds of the uncompressed size of a Parquet page: arrow-go allocates the size a page
+// header declares before it decompresses the page (by default up to 256 MiB, even in a file
+// of a few kilobytes). Writers cut pages at about 1 MiB, so the floor is generous; a larger
+// page must compress less than maxPageExpansion-fold relative to the whole file.
+const (
+	minPageSizeLimit = 16 << 20
+	maxPageExpansion = 1024
+)
+
+// limitPageSizes bounds the page sizes arrow-go accepts by the size of the file f: a
+// compressed page lies inside the file.
+func limitPageSizes(props *parquet.ReaderProperties, f *os.File) error {
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := info.Size()
+	props.MaxCompressedPageSize = max(1, min(props.GetMaxCompressedPageSize(), size))
+	bound := minPageSizeLimit + maxPageExpansion*min(size, math.MaxInt64/(2*maxPageExpansion))
+	props.MaxUncompressedPageSize = min(props.GetMaxUncompressedPageSize(), bound)
+	return nil
 }
 
 // nextBatch returns the next batch of at most s.batch rows (the caller releases it), or io.EOF.
@@ -483,6 +516,12 @@ func (s *source) read() (arrow.RecordBatch, error) {
 	if s.next >= s.ipcr.NumRecords() {
 		return nil, io.EOF
 	}
+	if s.next >= len(s.batches) { // cannot happen: arrow-go read the footer checkFooter walked
+		return nil, fmt.Errorf("table: read %s: record batch %d is not in the footer", s.path, s.next)
+	}
+	if err := checkBatchMessage(s.f, s.batches[s.next]); err != nil {
+		return nil, fmt.Errorf("table: read %s: record batch %d: %w", s.path, s.next, err)
+	}
 	rec, err := s.ipcr.RecordBatchAt(s.next)
 	if err != nil {
 		return nil, fmt.Errorf("table: read %s: record batch %d: %w", s.path, s.next, err)
@@ -501,8 +540,9 @@ func (s *source) close() {
 		s.rr = nil
 	}
 	if s.pqf != nil {
-		s.pqf.Close()
+		s.pqf.Close() // closes s.f
 		s.pqf = nil
+		s.f = nil
 	}
 	if s.ipcr != nil {
 		s.ipcr.Close()

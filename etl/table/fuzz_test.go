@@ -11,7 +11,10 @@ package table
 //
 // Seeds: testdata/fuzz/FuzzReadTable/, tiny Parquet and Arrow IPC files of real data (DW4
 // configurations from the shipped DEM file, QM9 molecules from the shipped Cormorant test
-// split), written by TestWriteFuzzCorpus with ENFLOW_WRITE_FUZZ_CORPUS=1.
+// split), written by TestWriteFuzzCorpus with ENFLOW_WRITE_FUZZ_CORPUS=1; and the inputs the
+// fuzzer found, among them arrow-footer-* and parquet-footer-*, which made arrow-go v18.8.0
+// allocate gigabytes or overflow its stack until checkFooter validated footers (see
+// TestUpstreamArrowGoInputs).
 
 import (
 	"fmt"
