@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -112,12 +114,103 @@ func (o *qm9Overrides) config(dir string) (*qm9.Spec, qm9.Config, *mlctx.Context
 	return spec, cfg, ctx, nil
 }
 
-// readQM9Molecules reads a molecule table (.parquet/.arrow) or a Cormorant npz split.
-func readQM9Molecules(path string) ([]molecule.Molecule, error) {
+// errStopMolecules ends a molecule scan early (--limit reached).
+var errStopMolecules = errors.New("enough molecules")
+
+// scanQM9Molecules calls fn for every molecule of a molecule table (.parquet/.arrow, streamed
+// in record batches) or of a Cormorant npz split (read whole: npz arrays are not streamable).
+func scanQM9Molecules(ctx context.Context, path string, fn func(m *molecule.Molecule) error) error {
 	if strings.EqualFold(filepath.Ext(path), ".npz") {
-		return etlqm9.ReadNPZ(path, etlqm9.SplitFromFileName(path))
+		mols, err := etlqm9.ReadNPZ(path, etlqm9.SplitFromFileName(path))
+		if err != nil {
+			return err
+		}
+		for i := range mols {
+			if err := fn(&mols[i]); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return table.ReadMolecules(path)
+	return table.ScanMolecules(path, 256, func(ms []molecule.Molecule) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for i := range ms {
+			if err := fn(&ms[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// sizeBatcher groups a stream of molecules into evaluation batches. By size, it keeps one
+// bucket per atom count and emits a bucket when it holds batch molecules (the rest, in
+// ascending size, at Flush); in data order it emits every batch consecutive molecules. Memory
+// is bounded by the batch size times the number of distinct sizes (29 for QM9), not by the
+// dataset.
+type sizeBatcher struct {
+	batch   int
+	bySize  bool
+	buckets map[int][]molecule.Molecule
+	emit    func([]molecule.Molecule) error
+}
+
+func (b *sizeBatcher) add(m *molecule.Molecule) error {
+	key := 0
+	if b.bySize {
+		key = m.NAtoms()
+	}
+	if b.buckets == nil {
+		b.buckets = map[int][]molecule.Molecule{}
+	}
+	bk := append(b.buckets[key], *m)
+	if len(bk) < b.batch {
+		b.buckets[key] = bk
+		return nil
+	}
+	delete(b.buckets, key)
+	return b.emit(bk)
+}
+
+func (b *sizeBatcher) flush() error {
+	keys := make([]int, 0, len(b.buckets))
+	for k := range b.buckets {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		bk := b.buckets[k]
+		delete(b.buckets, k)
+		if err := b.emit(bk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// qm9EvalSums accumulates the terms of the bound over molecules.
+type qm9EvalSums struct {
+	n                                           int
+	nll, logPZ, deltaLogP, actNorm, logQ, logPN float64
+}
+
+func (a *qm9EvalSums) add(t *qm9.Terms) {
+	a.n++
+	a.nll -= t.LogP
+	a.logPZ += t.LogPZ
+	a.deltaLogP += t.DeltaLogP
+	a.actNorm += t.ActNorm
+	a.logQ += t.LogQ
+	a.logPN += t.LogPN
+}
+
+func (a *qm9EvalSums) meanNLL() float64 {
+	if a.n == 0 {
+		return math.NaN()
+	}
+	return a.nll / float64(a.n)
 }
 
 func runQM9Eval(ctx context.Context, env *Env, args []string) error {
@@ -159,36 +252,16 @@ func runQM9Eval(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	mols, err := readQM9Molecules(data)
-	if err != nil {
-		return err
-	}
+	var want map[int64]bool
 	if ids != "" {
-		want := map[int64]bool{}
-		for _, s := range strings.Split(ids, ",") {
-			id, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		want = map[int64]bool{}
+		for _, f := range strings.Split(ids, ",") {
+			id, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
 			if err != nil {
 				return fmt.Errorf("%w: --ids: %v", ErrUsage, err)
 			}
 			want[id] = true
 		}
-		var sel []molecule.Molecule
-		for _, m := range mols {
-			if want[m.ID] {
-				sel = append(sel, m)
-				delete(want, m.ID)
-			}
-		}
-		if len(want) > 0 {
-			return fmt.Errorf("--ids: %d ids not found in %s", len(want), data)
-		}
-		mols = sel
-	}
-	if limit > 0 && limit < len(mols) {
-		mols = mols[:limit]
-	}
-	if len(mols) == 0 {
-		return fmt.Errorf("%s: no molecules to evaluate", data)
 	}
 	b, err := backend.New(backendSpec)
 	if err != nil {
@@ -199,61 +272,87 @@ func runQM9Eval(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	var batches [][]int
-	if order == "size" {
-		batches = qm9.SizeBatches(mols, batch)
-	} else {
-		for s := 0; s < len(mols); s += batch {
-			idx := make([]int, 0, batch)
-			for i := s; i < min(s+batch, len(mols)); i++ {
-				idx = append(idx, i)
-			}
-			batches = append(batches, idx)
+	var csvOut *atomicfile.File
+	if perMol != "" {
+		if csvOut, err = atomicfile.Create(perMol); err != nil {
+			return fmt.Errorf("writing %s: %w", perMol, err)
+		}
+		defer csvOut.Abort()
+		if _, err := csvOut.WriteString(perMoleculeHeader); err != nil {
+			return fmt.Errorf("writing %s: %w", perMol, err)
 		}
 	}
-	all := make([]qm9.Terms, 0, len(mols))
-	nfe := 0
-	for bi, idx := range batches {
+	start := time.Now()
+	var sums qm9EvalSums
+	nfe, nBatches, seen := 0, 0, 0
+	// Molecules stream from the file into size buckets; each full bucket is evaluated and
+	// dropped, so memory is bounded by the batch size, not by the file.
+	batcher := &sizeBatcher{batch: batch, bySize: order == "size", emit: func(sub []molecule.Molecule) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		sub := make([]molecule.Molecule, len(idx))
-		for k, i := range idx {
-			sub[k] = mols[i]
-		}
+		bi := nBatches
+		nBatches++
 		bt, err := qm9.NewBatch(sub)
 		if err != nil {
 			return err
 		}
 		terms, st, err := m.LogLikelihood(bt, qm9.EvalOptions{Deterministic: deterministic, Seed: seed + uint64(bi)*0x9e3779b97f4a7c15})
 		if err != nil {
-			return fmt.Errorf("batch %d (%d molecules of %d atoms): %w", bi, bt.B, bt.N, err)
+			return fmt.Errorf("batch %d (%d molecules of %d atoms, ids %d…%d): %w", bi, bt.B, bt.N, sub[0].ID, sub[len(sub)-1].ID, err)
 		}
 		nfe += st.Forward.NFE
-		all = append(all, terms...)
-		if !quiet {
-			fmt.Fprintf(env.Stderr, "eval: batch %d/%d (%d × %d atoms): running NLL %.4f over %d molecules, %s\n",
-				bi+1, len(batches), bt.B, bt.N, meanNLL(all), len(all), time.Since(start).Round(time.Second))
+		for i := range terms {
+			sums.add(&terms[i])
+			if csvOut != nil {
+				if _, err := csvOut.WriteString(perMoleculeRow(&terms[i])); err != nil {
+					return fmt.Errorf("writing %s: %w", perMol, err)
+				}
+			}
 		}
-	}
-	if perMol != "" {
-		if err := writePerMolecule(perMol, all); err != nil {
+		if !quiet {
+			fmt.Fprintf(env.Stderr, "eval: batch %d (%d × %d atoms): running NLL %.4f over %d molecules, %s\n",
+				bi+1, bt.B, bt.N, sums.meanNLL(), sums.n, time.Since(start).Round(time.Second))
+		}
+		return nil
+	}}
+	err = scanQM9Molecules(ctx, data, func(mol *molecule.Molecule) error {
+		if want != nil {
+			if !want[mol.ID] {
+				return nil
+			}
+			delete(want, mol.ID)
+		}
+		if err := batcher.add(mol); err != nil {
 			return err
 		}
+		seen++
+		if limit > 0 && seen >= limit {
+			return errStopMolecules
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopMolecules) {
+		return err
 	}
-	sum := map[string]float64{}
-	for _, t := range all {
-		sum["log_pz"] += t.LogPZ
-		sum["delta_logp"] += t.DeltaLogP
-		sum["actnorm_logdet"] += t.ActNorm
-		sum["log_q"] += t.LogQ
-		sum["log_pn"] += t.LogPN
+	if err := batcher.flush(); err != nil {
+		return err
+	}
+	if len(want) > 0 {
+		return fmt.Errorf("--ids: %d ids not found in %s", len(want), data)
+	}
+	if sums.n == 0 {
+		return fmt.Errorf("%s: no molecules to evaluate", data)
+	}
+	if csvOut != nil {
+		if err := csvOut.Commit(); err != nil {
+			return fmt.Errorf("writing %s: %w", perMol, err)
+		}
 	}
 	res := map[string]any{
-		"nll":           nanToNil(meanNLL(all)),
-		"n":             len(all),
-		"batches":       len(batches),
+		"nll":           nanToNil(sums.meanNLL()),
+		"n":             sums.n,
+		"batches":       nBatches,
 		"nfe":           nfe,
 		"wall_s":        math.Round(time.Since(start).Seconds()*1000) / 1000,
 		"checkpoint":    dir,
@@ -268,31 +367,16 @@ func runQM9Eval(ctx context.Context, env *Env, args []string) error {
 	} else {
 		res["steps"] = spec.CNF.Steps
 	}
-	for k, v := range sum {
-		res["mean_"+k] = v / float64(len(all))
+	for k, v := range map[string]float64{"log_pz": sums.logPZ, "delta_logp": sums.deltaLogP,
+		"actnorm_logdet": sums.actNorm, "log_q": sums.logQ, "log_pn": sums.logPN} {
+		res["mean_"+k] = v / float64(sums.n)
 	}
 	return Summary(env, asJSON, res)
 }
 
-func meanNLL(ts []qm9.Terms) float64 {
-	if len(ts) == 0 {
-		return math.NaN()
-	}
-	s := 0.0
-	for _, t := range ts {
-		s -= t.LogP
-	}
-	return s / float64(len(ts))
-}
+// perMoleculeHeader is the header of --per-molecule CSV files.
+const perMoleculeHeader = "id,n_atoms,nll,log_pz,delta_logp,actnorm_logdet,log_q,log_pn\n"
 
-func writePerMolecule(path string, ts []qm9.Terms) error {
-	var sb strings.Builder
-	sb.WriteString("id,n_atoms,nll,log_pz,delta_logp,actnorm_logdet,log_q,log_pn\n")
-	for _, t := range ts {
-		fmt.Fprintf(&sb, "%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", t.ID, t.NAtoms, -t.LogP, t.LogPZ, t.DeltaLogP, t.ActNorm, t.LogQ, t.LogPN)
-	}
-	if err := atomicfile.WriteFile(path, []byte(sb.String())); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+func perMoleculeRow(t *qm9.Terms) string {
+	return fmt.Sprintf("%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", t.ID, t.NAtoms, -t.LogP, t.LogPZ, t.DeltaLogP, t.ActNorm, t.LogQ, t.LogPN)
 }

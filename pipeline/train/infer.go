@@ -257,7 +257,7 @@ func SampleRun(ctx context.Context, o SampleOptions) (*SampleReport, error) {
 		xT, st, err := m.Sample(bs, sys.Particles, sys.Dim, mask, rng.Uint64())
 		finalize(mask)
 		if err != nil {
-			return nil, fmt.Errorf("train: sampling: %w", err)
+			return nil, fmt.Errorf("train: sampling configurations %d–%d of %d (seeded batch %d): %w", done, done+bs-1, o.N, done/o.Batch, err)
 		}
 		x, err := floatsOf(xT)
 		finalize(xT)
