@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/enflow/enflow/etl/molecule"
@@ -14,22 +14,34 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
+// DefaultSampleBatch is the default cap on molecules per CNF solve.
+const DefaultSampleBatch = 100
+
 // SampleOptions configure Sample.
 type SampleOptions struct {
 	N     int    // molecules to draw
 	Seed  uint64 // seeds the sizes, the prior draws and nothing else
-	Batch int    // molecules per CNF solve (all of one size); default 100
+	Batch int    // molecules per CNF solve at most; default DefaultSampleBatch; 1 = one at a time
+	// Buckets, if > 0, allows at most that many distinct padded molecule sizes: the drawn sizes
+	// are cut into ≤ Buckets contiguous ranges (chosen to minimise the padded pair work
+	// Σ N_pad²) and the molecules of a range share solves, padded with masked atoms to the
+	// range's largest size. Fewer sizes mean fewer compiled graphs (XLA compiles one per
+	// (molecules, atoms) shape) at the cost of padded compute. 0 (default): one group per size,
+	// no padding.
+	Buckets int
 	// Sizes, when non-nil, fixes the molecule sizes instead of drawing them from p(N).
 	Sizes []int
 	// Progress, if set, is called after each batch with the molecules done so far.
 	Progress func(done, total int, last BatchInfo)
 }
 
-// BatchInfo describes one sampling batch.
+// BatchInfo describes one sampling batch (one CNF solve, unless Retried).
 type BatchInfo struct {
-	Atoms, Molecules, NFE int
-	Wall                  time.Duration
-	Retried               bool // the batch solve failed and its molecules were drawn one by one
+	// Atoms is the padded size of the solve (its graph shape is Molecules × Atoms); MinAtoms is
+	// its smallest molecule (= Atoms without padding).
+	Atoms, MinAtoms, Molecules, NFE int
+	Wall                            time.Duration
+	Retried                         bool // the batch solve failed and its molecules were solved one by one
 }
 
 // SampleResult holds the sampled molecules (ID = draw index, 0-based, in draw order).
@@ -43,8 +55,13 @@ type SampleResult struct {
 	// Failed counts molecules whose solve failed or produced non-finite values; as en_flows
 	// does for NaNs, they are returned with every atom an H at the origin.
 	Failed int
-	NFE    int
-	Wall   time.Duration
+	// NFE sums the dynamics evaluations of all solves; Solves counts them (a retried batch
+	// counts its failed solve and its one-molecule solves).
+	NFE, Solves int
+	// MoleculeNFE is Σ over solves of molecules × NFE: the dynamics evaluations per molecule
+	// summed over molecules, the count that compute scales with.
+	MoleculeNFE int
+	Wall        time.Duration
 }
 
 // ChargeConsistency is ChargeMatches/Atoms.
@@ -59,12 +76,17 @@ func (r *SampleResult) ChargeConsistency() float64 {
 // train histogram), z = [z_x (CoG-free), z_h (standard normal)] with all N atoms present,
 // reverse ODE from t = 1 to 0 (the model's CNF solver, dopri5 rtol = atol = 1e-4 by default),
 // ActNorm⁻¹, then atom type = argmax of the 5 categorical channels and charge = floor of the
-// charge channel. Molecules of the same size share a solve (up to o.Batch per solve); a batch
-// whose solve fails is redrawn one molecule at a time. Positions are in Å, centred.
+// charge channel. Positions are in Å, centred.
+//
+// Molecule i's prior draw z_i depends only on (Seed, i, N_i), never on how molecules are
+// grouped, so one-at-a-time, batched and bucketed sampling start from the same z and differ only
+// through the shared step-size control of a batched solve. Molecules of the same size share a
+// solve (up to o.Batch per solve; o.Buckets merges neighbouring sizes with padding); a batch
+// whose solve fails is solved again one molecule at a time from the same z.
 func (m *Model) Sample(ctx context.Context, o SampleOptions) (*SampleResult, error) {
 	start := time.Now()
 	if o.Batch <= 0 {
-		o.Batch = 100
+		o.Batch = DefaultSampleBatch
 	}
 	sizes := o.Sizes
 	if sizes == nil {
@@ -80,73 +102,192 @@ func (m *Model) Sample(ctx context.Context, o SampleOptions) (*SampleResult, err
 	}
 	total := len(sizes)
 	res := &SampleResult{Molecules: make([]molecule.Molecule, total), Charges: make([][]int, total)}
-	// Group draw indices by size; batches of one size, largest sizes first (slowest first, so
-	// progress estimates are pessimistic rather than optimistic).
-	bySize := map[int][]int{}
-	for i, n := range sizes {
-		bySize[n] = append(bySize[n], i)
-	}
-	order := make([]int, 0, len(bySize))
-	for n := range bySize {
-		order = append(order, n)
-	}
-	sort.Sort(sort.Reverse(sort.IntSlice(order)))
-	rng := rand.New(rand.NewPCG(o.Seed, 0x7361_6d70_6c65_7a31)) // "samplez1"
 	done := 0
-	for _, n := range order {
-		idx := bySize[n]
-		for s := 0; s < len(idx); s += o.Batch {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+	for _, g := range PlanSampleBatches(sizes, o.Batch, o.Buckets) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		bs := time.Now()
+		info := BatchInfo{Atoms: g.Atoms, MinAtoms: molecule.MaxAtoms, Molecules: len(g.Indices)}
+		zs := make([][]float64, len(g.Indices))
+		for k, i := range g.Indices {
+			zs[k] = moleculePrior(o.Seed, i, sizes[i])
+			info.MinAtoms = min(info.MinAtoms, sizes[i])
+		}
+		out, nfe, err := m.solveBatch(zs, g.Atoms)
+		info.NFE += nfe
+		res.Solves++
+		res.MoleculeNFE += nfe * len(g.Indices)
+		if err != nil { // solve one by one (a single diverging molecule can stall a solve)
+			info.Retried = true
+			out = make([]decoded, len(g.Indices))
+			for k, i := range g.Indices {
+				one, nfe, err := m.solveBatch(zs[k:k+1], sizes[i])
+				info.NFE += nfe
+				res.Solves++
+				res.MoleculeNFE += nfe
+				if err != nil {
+					out[k] = failedMolecule(sizes[i])
+					continue
+				}
+				out[k] = one[0]
 			}
-			chunk := idx[s:min(s+o.Batch, len(idx))]
-			bs := time.Now()
-			info := BatchInfo{Atoms: n, Molecules: len(chunk)}
-			seed := rng.Uint64()
-			out, nfe, err := m.sampleBatch(len(chunk), n, seed)
-			info.NFE += nfe
-			if err != nil { // redraw one by one (a single diverging molecule can stall a solve)
-				info.Retried = true
-				out = make([]decoded, len(chunk))
-				for k := range chunk {
-					one, nfe, err := m.sampleBatch(1, n, seed+uint64(k)+1)
-					info.NFE += nfe
-					if err != nil {
-						out[k] = failedMolecule(n)
-						continue
-					}
-					out[k] = one[0]
+		}
+		for k, i := range g.Indices {
+			n, d := sizes[i], out[k]
+			mol := molecule.Molecule{ID: int64(i), Split: "sample", Z: make([]int, n), Positions: make([][3]float64, n), Omega1: math.NaN()}
+			for p := range mol.Props {
+				mol.Props[p] = math.NaN()
+			}
+			if d.failed {
+				res.Failed++
+			}
+			for a := range n {
+				mol.Z[a] = molecule.Numbers[d.types[a]]
+				copy(mol.Positions[a][:], d.pos[a*PosDims:(a+1)*PosDims])
+				if d.charges[a] == mol.Z[a] {
+					res.ChargeMatches++
 				}
 			}
-			for k, i := range chunk {
-				d := out[k]
-				mol := molecule.Molecule{ID: int64(i), Split: "sample", Z: make([]int, n), Positions: make([][3]float64, n), Omega1: math.NaN()}
-				for p := range mol.Props {
-					mol.Props[p] = math.NaN()
-				}
-				if d.failed {
-					res.Failed++
-				}
-				for a := range n {
-					mol.Z[a] = molecule.Numbers[d.types[a]]
-					copy(mol.Positions[a][:], d.pos[a*PosDims:(a+1)*PosDims])
-					if d.charges[a] == mol.Z[a] {
-						res.ChargeMatches++
-					}
-				}
-				res.Atoms += n
-				res.Molecules[i], res.Charges[i] = mol, d.charges
-			}
-			res.NFE += info.NFE
-			done += len(chunk)
-			info.Wall = time.Since(bs)
-			if o.Progress != nil {
-				o.Progress(done, total, info)
-			}
+			res.Atoms += n
+			res.Molecules[i], res.Charges[i] = mol, d.charges
+		}
+		res.NFE += info.NFE
+		done += len(g.Indices)
+		info.Wall = time.Since(bs)
+		if o.Progress != nil {
+			o.Progress(done, total, info)
 		}
 	}
 	res.Wall = time.Since(start)
 	return res, nil
+}
+
+// SampleBatch is one planned CNF solve: the draw indices of its molecules and the padded size.
+type SampleBatch struct {
+	Atoms   int
+	Indices []int
+}
+
+// PlanSampleBatches groups draw indices for Sample: by size (or, with buckets > 0, by at most
+// that many contiguous size ranges, see SampleOptions.Buckets), largest first (slowest first,
+// so progress estimates are pessimistic rather than optimistic), in draw order within a group,
+// cut into solves of at most batch molecules.
+func PlanSampleBatches(sizes []int, batch, buckets int) []SampleBatch {
+	if batch <= 0 {
+		batch = DefaultSampleBatch
+	}
+	count := map[int]int{}
+	for _, n := range sizes {
+		count[n]++
+	}
+	distinct := make([]int, 0, len(count))
+	for n := range count {
+		distinct = append(distinct, n)
+	}
+	slices.Sort(distinct)
+	// padTo[n] is the padded size of molecules of n atoms.
+	padTo := map[int]int{}
+	bounds := bucketBounds(distinct, count, buckets)
+	for _, n := range distinct {
+		k, _ := slices.BinarySearch(bounds, n) // first bound ≥ n
+		padTo[n] = bounds[k]
+	}
+	members := map[int][]int{}
+	for i, n := range sizes {
+		members[padTo[n]] = append(members[padTo[n]], i)
+	}
+	order := make([]int, 0, len(members))
+	for a := range members {
+		order = append(order, a)
+	}
+	slices.Sort(order)
+	slices.Reverse(order)
+	var out []SampleBatch
+	for _, a := range order {
+		idx := members[a]
+		for s := 0; s < len(idx); s += batch {
+			out = append(out, SampleBatch{Atoms: a, Indices: idx[s:min(s+batch, len(idx))]})
+		}
+	}
+	return out
+}
+
+// bucketBounds returns the upper bounds (ascending) of at most buckets contiguous ranges of the
+// sorted distinct sizes minimising Σ_molecules bound² (dense pair work per dynamics evaluation);
+// buckets ≤ 0 or ≥ len(distinct) gives every size its own range.
+func bucketBounds(distinct []int, count map[int]int, buckets int) []int {
+	s := len(distinct)
+	if buckets <= 0 || buckets >= s {
+		return distinct
+	}
+	// cost[k][j]: best cost of the first j sizes in k ranges; cut[k][j]: start of the last range.
+	inf := math.MaxFloat64
+	cost := make([][]float64, buckets+1)
+	cut := make([][]int, buckets+1)
+	for k := range cost {
+		cost[k] = make([]float64, s+1)
+		cut[k] = make([]int, s+1)
+		for j := range cost[k] {
+			cost[k][j] = inf
+		}
+	}
+	cost[0][0] = 0
+	for k := 1; k <= buckets; k++ {
+		for j := 1; j <= s; j++ {
+			hi := float64(distinct[j-1])
+			mols := 0
+			for i := j; i >= 1; i-- { // last range = distinct[i-1 .. j-1]
+				mols += count[distinct[i-1]]
+				if cost[k-1][i-1] == inf {
+					continue
+				}
+				if c := cost[k-1][i-1] + float64(mols)*hi*hi; c < cost[k][j] {
+					cost[k][j], cut[k][j] = c, i-1
+				}
+			}
+		}
+	}
+	var bounds []int
+	for k, j := buckets, s; j > 0; k-- {
+		bounds = append(bounds, distinct[j-1])
+		j = cut[k][j]
+	}
+	slices.Reverse(bounds)
+	return bounds
+}
+
+// priorStream separates the prior draws from the size draws (metrics.NodeSampler uses stream 0).
+const priorStream = 0x7361_6d70_6c65_7a32 // "samplez2"
+
+// moleculePrior draws molecule i's z (n × Channels, row-major): standard normal, with the mean
+// over atoms removed from the position channels (the CoG-free Gaussian on positions), from a
+// stream of its own, so that z does not depend on how molecules are batched.
+func moleculePrior(seed uint64, i, n int) []float64 {
+	rng := rand.New(rand.NewPCG(seed, splitmix64(priorStream^uint64(i))))
+	z := make([]float64, n*Channels)
+	for k := range z {
+		z[k] = rng.NormFloat64()
+	}
+	for c := range PosDims {
+		mean := 0.0
+		for a := range n {
+			mean += z[a*Channels+c]
+		}
+		mean /= float64(n)
+		for a := range n {
+			z[a*Channels+c] -= mean
+		}
+	}
+	return z
+}
+
+// splitmix64 is the SplitMix64 finaliser: distinct molecule indices give unrelated PCG streams.
+func splitmix64(x uint64) uint64 {
+	x += 0x9e37_79b9_7f4a_7c15
+	x = (x ^ (x >> 30)) * 0xbf58_476d_1ce4_e5b9
+	x = (x ^ (x >> 27)) * 0x94d0_49bb_1331_11eb
+	return x ^ (x >> 31)
 }
 
 // decoded is one sampled molecule.
@@ -161,20 +302,33 @@ func failedMolecule(n int) decoded {
 	return decoded{pos: make([]float64, n*PosDims), types: make([]int, n), charges: make([]int, n), failed: true}
 }
 
-// sampleBatch draws b molecules of n atoms with one solve.
-func (m *Model) sampleBatch(b, n int, seed uint64) ([]decoded, int, error) {
-	ones := make([]float64, b*n)
-	for i := range ones {
-		ones[i] = 1
+// solveBatch integrates the prior draws zs (molecule k has len(zs[k])/Channels ≤ atoms atoms) in
+// one solve of shape (len(zs), atoms, Channels), padding with masked atoms, and decodes them.
+func (m *Model) solveBatch(zs [][]float64, atoms int) ([]decoded, int, error) {
+	b := len(zs)
+	z := make([]float64, b*atoms*Channels)
+	ones := make([]float64, b*atoms)
+	for k, zk := range zs {
+		copy(z[k*atoms*Channels:], zk)
+		for a := range len(zk) / Channels {
+			ones[k*atoms+a] = 1
+		}
 	}
-	mask, err := prior.FromFloat64(m.cfg.DType, ones, b, n)
+	mask, err := prior.FromFloat64(m.cfg.DType, ones, b, atoms)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer freeAll([]*tensors.Tensor{mask})
-	y, st, err := m.flow.Sample(b, n, Channels, mask, seed)
+	zt, err := prior.FromFloat64(m.cfg.DType, z, b, atoms, Channels)
 	if err != nil {
-		return nil, st.Forward.NFE, fmt.Errorf("qm9: sampling %d molecules of %d atoms: %w", b, n, err)
+		return nil, 0, err
+	}
+	y, st, err := m.flow.Decode(zt, mask)
+	if y != zt {
+		freeAll([]*tensors.Tensor{zt})
+	}
+	if err != nil {
+		return nil, st.Forward.NFE, fmt.Errorf("qm9: sampling %d molecules of ≤ %d atoms: %w", b, atoms, err)
 	}
 	pos, types, charges, finite, err := m.Decode(y, mask)
 	freeAll([]*tensors.Tensor{y})
@@ -182,15 +336,16 @@ func (m *Model) sampleBatch(b, n int, seed uint64) ([]decoded, int, error) {
 		return nil, st.Forward.NFE, err
 	}
 	out := make([]decoded, b)
-	for i := range b {
-		d := decoded{pos: pos[i*n*PosDims : (i+1)*n*PosDims], types: types[i*n : (i+1)*n], charges: charges[i*n : (i+1)*n]}
-		for _, ok := range finite[i*n : (i+1)*n] {
+	for k, zk := range zs {
+		n, o := len(zk)/Channels, k*atoms
+		d := decoded{pos: pos[o*PosDims : (o+n)*PosDims], types: types[o : o+n], charges: charges[o : o+n]}
+		for _, ok := range finite[o : o+n] {
 			if !ok {
 				d = failedMolecule(n) // en_flows: "NaN occured, setting z to zero" → all H at the origin
 				break
 			}
 		}
-		out[i] = d
+		out[k] = d
 	}
 	return out, st.Forward.NFE, nil
 }

@@ -13,9 +13,14 @@
 //     memory must not grow with the number of steps.
 //   - <sys>/exact_eval     log-likelihood of a batch with the exact trace (dopri5 1e-4).
 //   - qm9/forward, qm9/vjp the QM9 dynamics (published weights) on 64 molecules × 29 atoms.
-//   - qm9/sample_batched, qm9/sample_single  QM9 sampling with the published checkpoint (dopri5
-//     1e-4, sizes from p(N)), molecules of one size batched in one solve vs one molecule per solve;
-//     ms is per molecule.
+//   - qm9/forward_18atoms_b1, qm9/forward_18atoms_b64  the QM9 dynamics on 18-atom molecules, 64
+//     calls of one molecule vs one call of 64; ms per molecule-evaluation (interleaved).
+//   - qm9/sample_batched, qm9/sample_single, qm9/sample_bucketed  QM9 sampling with the published
+//     checkpoint (dopri5 rtol = atol = 1e-4, the same QM9Molecules sizes drawn from p(N), the same
+//     prior draws): molecules of one size batched in one solve, one molecule per solve, and sizes
+//     merged into QM9Buckets padded ranges (fewer compiled shapes). ms is per molecule; the three
+//     are measured interleaved (one run of each per repeat) and speedup is the median over
+//     repeats of the per-repeat ratio to qm9/sample_single.
 //
 // Systems: dw4 (4 particles in 2D), lj13 (13 particles in 3D), batch 100 by default, inputs are the
 // first configurations of the shared DW4 train / LJ13 test split (mean removed), or Gaussian
@@ -27,6 +32,11 @@
 // cpu_ms the median process CPU time (user+system, all threads; robust on a shared machine),
 // peak_mb the peak Go HeapInuse sampled during the timed runs, and vmhwm_mb the process's peak RSS
 // (VmHWM, reset before each case when the kernel allows; XLA's buffers live outside the Go heap).
+// first_run_ms is the wall time of the warm-up run (graph compilation included) and compile_ms
+// that minus the median timed run: the first-call cost, mostly compilation (XLA compiles one
+// graph per input shape). Cases of one group (the QM9 sampling cases) are measured interleaved:
+// all are set up and warmed up, then each repeat runs every case of the group once, so that
+// their ratios see the same machine load.
 package bench
 
 import (
@@ -53,7 +63,7 @@ type Result struct {
 	NFE     int     `json:"nfe"`    // dynamics evaluations per op (median); 1 for single evaluations
 	PeakMB  float64 `json:"peak_mb"`
 	VmHWMMB float64 `json:"vmhwm_mb"`
-	// Unit is what one op is: "eval", "iteration", "batch", "molecule".
+	// Unit is what one op is: "eval", "iteration", "batch", "molecule", "molecule-eval".
 	Unit    string    `json:"unit"`
 	Batch   int       `json:"batch"`   // samples per op (molecules per solve for sampling)
 	Repeats int       `json:"repeats"` // timed runs
@@ -61,10 +71,28 @@ type Result struct {
 	MaxMS   float64   `json:"max_ms"`
 	Runs    []float64 `json:"runs_ms,omitempty"`
 	// NFEForward/NFEBackward split the NFE of training iterations.
-	NFEForward  int    `json:"nfe_forward,omitempty"`
-	NFEBackward int    `json:"nfe_backward,omitempty"`
-	Note        string `json:"note,omitempty"`
-	Error       string `json:"error,omitempty"`
+	NFEForward  int `json:"nfe_forward,omitempty"`
+	NFEBackward int `json:"nfe_backward,omitempty"`
+	// FirstRunMS is the wall time of the untimed warm-up run (whole run, not per unit),
+	// compilation included; CompileMS is FirstRunMS minus the median timed run.
+	FirstRunMS float64 `json:"first_run_ms"`
+	CompileMS  float64 `json:"compile_ms"`
+	// Sampling cases: molecules per run, throughput (molecules per wall / CPU second, from the
+	// medians), ODE solves per run, distinct (molecules, atoms) solve shapes (= compiled graph
+	// shapes) and NFE per molecule (Σ over solves of molecules × NFE, divided by molecules).
+	Molecules      int     `json:"molecules,omitempty"`
+	MolPerS        float64 `json:"mol_per_s,omitempty"`
+	MolPerCPUS     float64 `json:"mol_per_cpu_s,omitempty"`
+	Solves         int     `json:"solves,omitempty"`
+	Shapes         int     `json:"shapes,omitempty"`
+	NFEPerMolecule float64 `json:"nfe_per_molecule,omitempty"`
+	// Baseline names the case of the same group that Speedup and SpeedupCPU compare with: the
+	// median over repeats of baseline ms / ms (cpu_ms) of the same repeat.
+	Baseline   string  `json:"baseline,omitempty"`
+	Speedup    float64 `json:"speedup,omitempty"`
+	SpeedupCPU float64 `json:"speedup_cpu,omitempty"`
+	Note       string  `json:"note,omitempty"`
+	Error      string  `json:"error,omitempty"`
 }
 
 // Options configure Run.
@@ -78,9 +106,10 @@ type Options struct {
 	// Shared is the shared data folder ("" = internal/shared.Dir()); QM9Dir holds the published
 	// checkpoint (default <Shared>/data/pretrained/en_flows_qm9).
 	Shared, QM9Dir string
-	// QM9Molecules is the number of molecules of qm9/sample_batched (default 100); the one-at-a-time
-	// case samples the first QM9SingleMolecules (default 8) sizes of the same draw.
-	QM9Molecules, QM9SingleMolecules int
+	// QM9Molecules is the number of molecules of the QM9 sampling cases (default 100); the
+	// one-at-a-time case samples the first QM9SingleMolecules sizes of the same draw (0 = all, the
+	// default). QM9Buckets is the number of padded size ranges of qm9/sample_bucketed (default 4).
+	QM9Molecules, QM9SingleMolecules, QM9Buckets int
 	// Log receives progress lines (nil = discard).
 	Log io.Writer
 	// Emit, if set, is called with each result as soon as it is measured.
@@ -95,12 +124,18 @@ type runner struct {
 	batch func(o *Options) int
 	setup func(env *caseEnv) (op func(rep int) (opStats, error), cleanup func(), err error)
 	slow  bool // not in DefaultCases on SimpleGo unless asked for
+	// group: consecutive selected cases with the same non-empty group are measured interleaved.
+	group string
+	// baseline: a case of the same group to report Speedup against.
+	baseline string
 }
 
 type opStats struct {
 	nfe, nfeFwd, nfeBwd int
 	perOp               int    // ops represented by one run (molecules), default 1
 	note                string // copied to Result.Note
+	// Sampling: molecules per run (also perOp), solves, distinct solve shapes, Σ molecules × NFE.
+	molecules, solves, shapes, moleculeNFE int
 }
 
 type caseEnv struct {
@@ -187,7 +222,10 @@ func (o *Options) defaults() {
 		o.QM9Molecules = 100
 	}
 	if o.QM9SingleMolecules <= 0 {
-		o.QM9SingleMolecules = 8
+		o.QM9SingleMolecules = o.QM9Molecules
+	}
+	if o.QM9Buckets <= 0 {
+		o.QM9Buckets = 4
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -222,21 +260,31 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 		} else if spec == "" && strings.Contains(bname, "SimpleGo") {
 			bname = "simplego"
 		}
-		for _, name := range names {
+		for i := 0; i < len(names); {
 			if err := ctx.Err(); err != nil {
 				b.Finalize()
 				return results, err
 			}
-			r := lookup(name)
-			env := &caseEnv{ctx: ctx, b: b, opts: &opts, data: data, backend: bname,
-				logf: func(format string, args ...any) {
-					fmt.Fprintf(opts.Log, "[%s %s] %s\n", bname, name, fmt.Sprintf(format, args...))
-				}}
-			res := measure(env, r)
-			env.logf("ms=%.3g cpu_ms=%.3g nfe=%d peak_mb=%.0f vmhwm_mb=%.0f %s", res.MS, res.CPUMS, res.NFE, res.PeakMB, res.VmHWMMB, res.Error)
-			results = append(results, res)
-			if opts.Emit != nil {
-				opts.Emit(res)
+			// The next case and the following ones of its group.
+			var runs []*caseRun
+			for j := i; j < len(names); j++ {
+				r := lookup(names[j])
+				if j > i && (r.group == "" || r.group != runs[0].r.group) {
+					break
+				}
+				name := names[j]
+				env := &caseEnv{ctx: ctx, b: b, opts: &opts, data: data, backend: bname,
+					logf: func(format string, args ...any) {
+						fmt.Fprintf(opts.Log, "[%s %s] %s\n", bname, name, fmt.Sprintf(format, args...))
+					}}
+				runs = append(runs, &caseRun{env: env, r: r})
+			}
+			i += len(runs)
+			for _, res := range measureGroup(runs) {
+				results = append(results, res)
+				if opts.Emit != nil {
+					opts.Emit(res)
+				}
 			}
 		}
 		b.Finalize()
@@ -253,66 +301,180 @@ func lookup(name string) *runner {
 	return nil
 }
 
-// measure runs one case: setup, one untimed warm-up (compilation), then Repeats timed runs.
-func measure(env *caseEnv, r *runner) (res Result) {
-	o := env.opts
-	res = Result{Case: r.name, Backend: env.backend, Unit: r.unit, Repeats: o.Repeats}
-	if r.batch != nil {
-		res.Batch = r.batch(o)
-	}
+// caseRun is one case being measured.
+type caseRun struct {
+	env     *caseEnv
+	r       *runner
+	res     Result
+	op      func(rep int) (opStats, error)
+	cleanup func()
+	ok      bool // set up and warmed up, no error so far
+
+	walls, cpus, totals, molNFE []float64 // per unit; totals: whole-run wall ms
+	nfes, fwds, bwds, solves    []int
+	shapes, molecules           int
+	peak, hwm                   float64
+}
+
+// guard runs f, turning a panic into the case's error.
+func (c *caseRun) guard(stage string, f func() error) {
 	defer func() {
 		if p := recover(); p != nil {
-			res.Error = fmt.Sprintf("panic: %v", p)
+			c.res.Error, c.ok = fmt.Sprintf("%spanic: %v", stage, p), false
 		}
 	}()
-	op, cleanup, err := r.setup(env)
-	if err != nil {
-		res.Error = err.Error()
-		return res
+	if err := f(); err != nil {
+		c.res.Error, c.ok = stage+err.Error(), false
 	}
-	if cleanup != nil {
-		defer cleanup()
+}
+
+// prepare sets the case up and runs the untimed warm-up (compilation).
+func (c *caseRun) prepare() {
+	o := c.env.opts
+	c.res = Result{Case: c.r.name, Backend: c.env.backend, Unit: c.r.unit, Repeats: o.Repeats}
+	if c.r.batch != nil {
+		c.res.Batch = c.r.batch(o)
 	}
-	t0 := time.Now()
-	if _, err := op(-1); err != nil {
-		res.Error = fmt.Sprintf("warm-up: %v", err)
-		return res
+	c.ok = true
+	c.guard("", func() error {
+		var err error
+		c.op, c.cleanup, err = c.r.setup(c.env)
+		return err
+	})
+	if !c.ok {
+		return
 	}
-	env.logf("warm-up (compilation) %.2fs", time.Since(t0).Seconds())
-	mem := startMemSampler()
-	var walls, cpus []float64
-	var nfes, fwds, bwds []int
-	for rep := range o.Repeats {
-		if err := env.ctx.Err(); err != nil {
-			res.Error = err.Error()
-			break
+	c.guard("warm-up: ", func() error {
+		t0 := time.Now()
+		if _, err := c.op(-1); err != nil {
+			return err
+		}
+		c.res.FirstRunMS = round3(ms(time.Since(t0)))
+		c.env.logf("warm-up (compilation) %.2fs", time.Since(t0).Seconds())
+		return nil
+	})
+}
+
+// runOnce times one repeat.
+func (c *caseRun) runOnce(rep int) {
+	if !c.ok {
+		return
+	}
+	c.guard("", func() error {
+		if err := c.env.ctx.Err(); err != nil {
+			return err
 		}
 		c0, w0 := cpuTime(), time.Now()
-		st, err := op(rep)
+		st, err := c.op(rep)
 		wall, cpu := time.Since(w0), cpuTime()-c0
 		if err != nil {
-			res.Error = err.Error()
-			break
+			return err
 		}
 		per := float64(max(st.perOp, 1))
-		walls = append(walls, ms(wall)/per)
-		cpus = append(cpus, ms(cpu)/per)
-		nfes = append(nfes, st.nfe)
+		c.totals = append(c.totals, ms(wall))
+		c.walls = append(c.walls, ms(wall)/per)
+		c.cpus = append(c.cpus, ms(cpu)/per)
+		c.nfes = append(c.nfes, st.nfe)
+		c.fwds = append(c.fwds, st.nfeFwd)
+		c.bwds = append(c.bwds, st.nfeBwd)
 		if st.note != "" {
-			res.Note = st.note
+			c.res.Note = st.note
 		}
-		fwds = append(fwds, st.nfeFwd)
-		bwds = append(bwds, st.nfeBwd)
-	}
-	peak, hwm := mem.stop()
-	res.PeakMB, res.VmHWMMB = round1(peak), round1(hwm)
-	if len(walls) > 0 {
-		res.Runs = roundAll(walls)
-		res.MS, res.CPUMS = round3(median(walls)), round3(median(cpus))
-		res.MinMS, res.MaxMS = round3(slices.Min(walls)), round3(slices.Max(walls))
-		res.NFE, res.NFEForward, res.NFEBackward = medianInt(nfes), medianInt(fwds), medianInt(bwds)
+		if st.molecules > 0 {
+			c.molecules, c.shapes = st.molecules, st.shapes
+			c.solves = append(c.solves, st.solves)
+			c.molNFE = append(c.molNFE, float64(st.moleculeNFE)/float64(st.molecules))
+		}
+		return nil
+	})
+}
+
+// finish fills the result from the timed runs.
+func (c *caseRun) finish() Result {
+	res := c.res
+	res.PeakMB, res.VmHWMMB = round1(c.peak), round1(c.hwm)
+	if len(c.walls) > 0 {
+		res.Runs = roundAll(c.walls)
+		res.MS, res.CPUMS = round3(median(c.walls)), round3(median(c.cpus))
+		res.MinMS, res.MaxMS = round3(slices.Min(c.walls)), round3(slices.Max(c.walls))
+		res.NFE, res.NFEForward, res.NFEBackward = medianInt(c.nfes), medianInt(c.fwds), medianInt(c.bwds)
+		res.CompileMS = round3(max(0, res.FirstRunMS-median(c.totals)))
+		if c.molecules > 0 {
+			res.Molecules, res.Shapes, res.Solves = c.molecules, c.shapes, medianInt(c.solves)
+			res.NFEPerMolecule = round3(median(c.molNFE))
+			res.MolPerS, res.MolPerCPUS = round3(1000/median(c.walls)), round3(1000/median(c.cpus))
+		}
 	}
 	return res
+}
+
+// measureGroup measures cases: setup and warm-up of each, then Repeats rounds in which every
+// case runs once (interleaved, so that ratios between them see the same load), and the speedups
+// against each case's baseline (median of the per-round ratios).
+func measureGroup(runs []*caseRun) []Result {
+	for _, c := range runs {
+		c.prepare()
+	}
+	defer func() {
+		for _, c := range runs {
+			if c.cleanup != nil {
+				c.cleanup()
+			}
+		}
+	}()
+	o := runs[0].env.opts
+	var mem *memSampler
+	if len(runs) == 1 {
+		mem = startMemSampler()
+	}
+	for rep := range o.Repeats {
+		for _, c := range runs {
+			if len(runs) > 1 && c.ok {
+				mem = startMemSampler()
+			}
+			c.runOnce(rep)
+			if len(runs) > 1 && mem != nil {
+				p, h := mem.stop()
+				c.peak, c.hwm, mem = max(c.peak, p), max(c.hwm, h), nil
+			}
+		}
+	}
+	if len(runs) == 1 {
+		runs[0].peak, runs[0].hwm = mem.stop()
+	}
+	out := make([]Result, len(runs))
+	for i, c := range runs {
+		out[i] = c.finish()
+	}
+	for i, c := range runs {
+		if c.r.baseline == "" {
+			continue
+		}
+		for _, b := range runs {
+			if b.r.name != c.r.baseline || len(b.walls) == 0 || len(c.walls) == 0 {
+				continue
+			}
+			var wr, cr []float64
+			for k := range min(len(b.walls), len(c.walls)) {
+				wr = append(wr, b.walls[k]/c.walls[k])
+				cr = append(cr, b.cpus[k]/c.cpus[k])
+			}
+			out[i].Baseline, out[i].Speedup, out[i].SpeedupCPU = b.r.name, round3(median(wr)), round3(median(cr))
+		}
+	}
+	for i, c := range runs {
+		res := out[i]
+		c.env.logf("ms=%.3g cpu_ms=%.3g nfe=%d peak_mb=%.0f vmhwm_mb=%.0f compile_ms=%.0f%s %s", res.MS, res.CPUMS, res.NFE,
+			res.PeakMB, res.VmHWMMB, res.CompileMS, speedupNote(res), res.Error)
+	}
+	return out
+}
+
+func speedupNote(r Result) string {
+	if r.Baseline == "" {
+		return ""
+	}
+	return fmt.Sprintf(" speedup=%.3g (cpu %.3g) vs %s", r.Speedup, r.SpeedupCPU, r.Baseline)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }

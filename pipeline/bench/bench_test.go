@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/enflow/enflow/gomlx_models/backend"
 )
@@ -127,5 +129,50 @@ func BenchmarkCases(b *testing.B) {
 			b.ReportMetric(float64(nfe)/float64(max(rep, 1)), "nfe/op")
 			b.ReportMetric(ms(cpuTime()-c0)/float64(max(rep, 1)), "cpu-ms/op")
 		})
+	}
+}
+
+// TestMeasureGroupInterleaves checks that the cases of a group are warmed up first, then timed
+// in rounds (one run of each per repeat), and that speedup, first-run/compile times and the
+// sampling fields are filled.
+func TestMeasureGroupInterleaves(t *testing.T) {
+	var order []string
+	mk := func(name string, perMol time.Duration, baseline string) *runner {
+		return &runner{name: name, unit: "molecule", group: "g", baseline: baseline,
+			setup: func(env *caseEnv) (func(int) (opStats, error), func(), error) {
+				return func(rep int) (opStats, error) {
+					order = append(order, fmt.Sprintf("%s%d", name, rep))
+					d := 4 * perMol
+					if rep < 0 {
+						d += 30 * time.Millisecond // "compilation"
+					}
+					time.Sleep(d)
+					return opStats{nfe: 10, perOp: 4, molecules: 4, solves: 2, shapes: 2, moleculeNFE: 40}, nil
+				}, nil, nil
+			}}
+	}
+	opts := Options{Repeats: 3}
+	opts.defaults()
+	var runs []*caseRun
+	for _, r := range []*runner{mk("fast", 2*time.Millisecond, "slow"), mk("slow", 8*time.Millisecond, "")} {
+		runs = append(runs, &caseRun{r: r, env: &caseEnv{ctx: context.Background(), opts: &opts, backend: "test", logf: t.Logf}})
+	}
+	res := measureGroup(runs)
+	want := "fast-1 slow-1 fast0 slow0 fast1 slow1 fast2 slow2"
+	if got := strings.Join(order, " "); got != want {
+		t.Errorf("run order %q, want %q", got, want)
+	}
+	fast, slow := res[0], res[1]
+	if fast.Error != "" || slow.Error != "" {
+		t.Fatal(fast.Error, slow.Error)
+	}
+	if fast.Baseline != "slow" || fast.Speedup < 2 || fast.Speedup > 6 || slow.Speedup != 0 {
+		t.Errorf("speedup %v vs %q (slow: %v), want ≈4", fast.Speedup, fast.Baseline, slow.Speedup)
+	}
+	if fast.Molecules != 4 || fast.Solves != 2 || fast.Shapes != 2 || fast.NFEPerMolecule != 10 || fast.MolPerS <= 0 {
+		t.Errorf("sampling fields %+v", fast)
+	}
+	if fast.CompileMS < 20 || fast.FirstRunMS < fast.CompileMS || fast.MS < 1.5 {
+		t.Errorf("first run %v ms, compile %v ms, ms %v", fast.FirstRunMS, fast.CompileMS, fast.MS)
 	}
 }

@@ -78,15 +78,16 @@ func loadQM9(env *caseEnv) (*qm9.Model, error) {
 	return qm9.New(env.b, ctx, cfg)
 }
 
-// qm9DynCase times the QM9 dynamics (mode "forward" or "vjp") on 64 × 29 random states
+// qm9DynCase times the QM9 dynamics (mode "forward" or "vjp") on b × n random states
 // (CoG-free positions, standard-normal features: the prior, i.e. the start of sampling).
-func qm9DynCase(mode string) func(env *caseEnv) (func(int) (opStats, error), func(), error) {
+// With calls > 0 an op is calls evaluations and times are per molecule (per b·calls).
+func qm9DynCase(mode string, b, n, calls int) func(env *caseEnv) (func(int) (opStats, error), func(), error) {
 	return func(env *caseEnv) (func(int) (opStats, error), func(), error) {
 		m, err := loadQM9(env)
 		if err != nil {
 			return nil, nil, err
 		}
-		b, n, c := qm9DynBatch, qm9DynNodes, qm9.Channels
+		c := qm9.Channels
 		rng := rand.New(rand.NewPCG(5, 7))
 		z, err := prior.SamplePositionFeature(rng, dtypes.Float32, b, n, c, qm9.PosDims, nil)
 		if err != nil {
@@ -113,12 +114,17 @@ func qm9DynCase(mode string) func(env *caseEnv) (func(int) (opStats, error), fun
 			return nil, nil, err
 		}
 		op := func(int) (opStats, error) {
-			out, err := exec.Exec(float32(0.5), z, mask, eps)
-			if err != nil {
-				return opStats{}, err
+			for range max(calls, 1) {
+				out, err := exec.Exec(float32(0.5), z, mask, eps)
+				if err != nil {
+					return opStats{}, err
+				}
+				for _, o := range out {
+					_ = o.FinalizeAll()
+				}
 			}
-			for _, o := range out {
-				_ = o.FinalizeAll()
+			if calls > 0 {
+				return opStats{nfe: 1, perOp: b * calls}, nil
 			}
 			return opStats{nfe: 1}, nil
 		}
@@ -135,35 +141,54 @@ func qm9DynCase(mode string) func(env *caseEnv) (func(int) (opStats, error), fun
 // qm9Sizes draws the molecule sizes of the sampling cases from p(N) (the QM9 train histogram).
 func qm9Sizes(o *Options) []int { return metrics.NewNodeSampler(42).SampleN(o.QM9Molecules) }
 
-// qm9SampleCase times qm9.Model.Sample. Batched: all QM9Molecules sizes, molecules of one size
-// share a solve (up to 100 per solve). Single: the first QM9SingleMolecules sizes of the same
-// draw, one molecule per solve. The warm-up run compiles every shape; ms is per molecule.
-func qm9SampleCase(batched bool) func(env *caseEnv) (func(int) (opStats, error), func(), error) {
+// QM9 sampling modes.
+const (
+	sampleBatched  = "batched"  // molecules of one size share a solve (up to 100 per solve)
+	sampleSingle   = "single"   // one molecule per solve
+	sampleBucketed = "bucketed" // sizes merged into QM9Buckets padded ranges, up to 100 per solve
+)
+
+// qm9SampleCase times qm9.Model.Sample on the QM9Molecules sizes of qm9Sizes (the one-at-a-time
+// case: the first QM9SingleMolecules of them). Repeat r uses seed r+2 in every mode, and a
+// molecule's prior draw depends only on (seed, index, size), so the modes integrate the same
+// z. The warm-up run (seed 1) compiles every shape; ms is per molecule.
+func qm9SampleCase(mode string) func(env *caseEnv) (func(int) (opStats, error), func(), error) {
 	return func(env *caseEnv) (func(int) (opStats, error), func(), error) {
 		m, err := loadQM9(env)
 		if err != nil {
 			return nil, nil, err
 		}
 		sizes := qm9Sizes(env.opts)
-		batch := 100
-		if !batched {
+		o := qm9.SampleOptions{Sizes: sizes, Batch: 100}
+		switch mode {
+		case sampleSingle:
 			sizes = sizes[:min(len(sizes), env.opts.QM9SingleMolecules)]
-			batch = 1
+			o.Sizes, o.Batch = sizes, 1
+		case sampleBucketed:
+			o.Buckets = env.opts.QM9Buckets
+		}
+		shapes := map[[2]int]bool{}
+		for _, g := range qm9.PlanSampleBatches(o.Sizes, o.Batch, o.Buckets) {
+			shapes[[2]int{len(g.Indices), g.Atoms}] = true
 		}
 		op := func(rep int) (opStats, error) {
-			seed := uint64(rep + 2)
+			o.Seed = uint64(rep + 2)
 			if rep < 0 {
-				seed = 1
+				o.Seed = 1
 			}
-			res, err := m.Sample(env.ctx, qm9.SampleOptions{Sizes: sizes, Seed: seed, Batch: batch})
+			res, err := m.Sample(env.ctx, o)
 			if err != nil {
 				return opStats{}, err
 			}
 			if res.Failed > 0 {
 				env.logf("%d of %d molecules failed", res.Failed, len(sizes))
 			}
-			note := fmt.Sprintf("molecules=%d failed=%d sizes=%s", len(sizes), res.Failed, joinInts(sizes))
-			return opStats{nfe: res.NFE, perOp: len(sizes), note: note}, nil
+			note := fmt.Sprintf("failed=%d sizes=%s", res.Failed, joinInts(sizes))
+			if o.Buckets > 0 {
+				note = fmt.Sprintf("buckets=%d %s", o.Buckets, note)
+			}
+			return opStats{nfe: res.NFE, perOp: len(sizes), note: note, molecules: len(sizes), solves: res.Solves,
+				shapes: len(shapes), moleculeNFE: res.MoleculeNFE}, nil
 		}
 		return op, nil, nil
 	}
@@ -171,10 +196,21 @@ func qm9SampleCase(batched bool) func(env *caseEnv) (func(int) (opStats, error),
 
 func init() {
 	fixed := func(n int) func(*Options) int { return func(*Options) int { return n } }
-	register(&runner{name: "qm9/forward", unit: "eval", batch: fixed(qm9DynBatch), setup: qm9DynCase("forward")})
-	register(&runner{name: "qm9/vjp", unit: "eval", batch: fixed(qm9DynBatch), setup: qm9DynCase("vjp")})
-	register(&runner{name: "qm9/sample_batched", unit: "molecule", batch: fixed(100), setup: qm9SampleCase(true)})
-	register(&runner{name: "qm9/sample_single", unit: "molecule", batch: fixed(1), setup: qm9SampleCase(false)})
+	register(&runner{name: "qm9/forward", unit: "eval", batch: fixed(qm9DynBatch), setup: qm9DynCase("forward", qm9DynBatch, qm9DynNodes, 0)})
+	register(&runner{name: "qm9/vjp", unit: "eval", batch: fixed(qm9DynBatch), setup: qm9DynCase("vjp", qm9DynBatch, qm9DynNodes, 0)})
+	// The dynamics of 18-atom molecules (the typical QM9 size), 64 calls of one molecule vs one
+	// call of 64, times per molecule: how much batching can save per evaluation at all
+	// (interleaved; speedup vs one per call).
+	const dyn1 = "qm9/forward_18atoms_b1"
+	register(&runner{name: dyn1, unit: "molecule-eval", batch: fixed(1), setup: qm9DynCase("forward", 1, 18, 64), group: "qm9/forward_18atoms"})
+	register(&runner{name: "qm9/forward_18atoms_b64", unit: "molecule-eval", batch: fixed(64), setup: qm9DynCase("forward", 64, 18, 1),
+		group: "qm9/forward_18atoms", baseline: dyn1})
+	const group, single = "qm9/sample", "qm9/sample_single"
+	register(&runner{name: "qm9/sample_batched", unit: "molecule", batch: fixed(100), setup: qm9SampleCase(sampleBatched),
+		group: group, baseline: single})
+	register(&runner{name: single, unit: "molecule", batch: fixed(1), setup: qm9SampleCase(sampleSingle), group: group})
+	register(&runner{name: "qm9/sample_bucketed", unit: "molecule", batch: fixed(100), setup: qm9SampleCase(sampleBucketed),
+		group: group, baseline: single})
 }
 
 func joinInts(v []int) string {

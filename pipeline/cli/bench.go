@@ -29,8 +29,9 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	batch := fs.Int("batch", 100, "particle batch size (DW4/LJ13 cases)")
 	sharedDir := fs.String("shared", shared.Dir(), "the shared data `folder` (DW4/LJ13 samples, published QM9 checkpoint)")
 	qm9Dir := fs.String("qm9", "", "published en_flows QM9 checkpoint `dir` (default <shared>/data/pretrained/en_flows_qm9)")
-	qm9N := fs.Int("qm9-molecules", 100, "molecules drawn from p(N) for qm9/sample_batched")
-	qm9Single := fs.Int("qm9-single", 8, "molecules (first sizes of the same draw) for qm9/sample_single")
+	qm9N := fs.Int("qm9-molecules", 100, "molecules drawn from p(N) for the QM9 sampling cases (qm9/sample_*)")
+	qm9Single := fs.Int("qm9-single", 0, "molecules for qm9/sample_single: the first sizes of the same draw (0 = all of them)")
+	qm9Buckets := fs.Int("qm9-buckets", 4, "padded size ranges of qm9/sample_bucketed")
 	out := fs.String("out", "", "also write all results as a JSON array to `file`")
 	list := fs.Bool("list", false, "list the cases and the available backends, then exit")
 	asJSON := fs.Bool("json", false, "print one JSON object per case and backend on stdout (JSON Lines), progress on stderr")
@@ -45,12 +46,15 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "backends available: %s\n", strings.Join(bench.Available(), ", "))
 		return nil
 	}
-	if *repeats < 1 || *batch < 1 || *qm9N < 1 || *qm9Single < 1 {
-		return fmt.Errorf("%w: --repeats, --batch, --qm9-molecules and --qm9-single must be ≥ 1", ErrUsage)
+	if *repeats < 1 || *batch < 1 || *qm9N < 1 || *qm9Buckets < 1 {
+		return fmt.Errorf("%w: --repeats, --batch, --qm9-molecules and --qm9-buckets must be ≥ 1", ErrUsage)
+	}
+	if *qm9Single < 0 {
+		return fmt.Errorf("%w: --qm9-single must be ≥ 0", ErrUsage)
 	}
 	opts := bench.Options{
 		Backends: benchSplitList(strings.ReplaceAll(*backends, ",", "\x00"), ";"), Cases: benchSplitList(*cases, ","), Repeats: *repeats, Batch: *batch,
-		Shared: *sharedDir, QM9Dir: *qm9Dir, QM9Molecules: *qm9N, QM9SingleMolecules: *qm9Single, Log: env.Stderr,
+		Shared: *sharedDir, QM9Dir: *qm9Dir, QM9Molecules: *qm9N, QM9SingleMolecules: *qm9Single, QM9Buckets: *qm9Buckets, Log: env.Stderr,
 	}
 	if *quiet {
 		opts.Log = nil
@@ -66,8 +70,14 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			}
 			return
 		}
-		line := fmt.Sprintf("%-26s %-10s %10.3f ms  cpu %10.3f ms  nfe %4d  peak %7.1f MB  hwm %7.1f MB",
-			r.Case, r.Backend, r.MS, r.CPUMS, r.NFE, r.PeakMB, r.VmHWMMB)
+		line := fmt.Sprintf("%-26s %-10s %10.3f ms  cpu %10.3f ms  nfe %4d  peak %7.1f MB  hwm %7.1f MB  compile %8.0f ms",
+			r.Case, r.Backend, r.MS, r.CPUMS, r.NFE, r.PeakMB, r.VmHWMMB, r.CompileMS)
+		if r.Molecules > 0 {
+			line += fmt.Sprintf("  %d molecules  %.3g mol/s  %.3g mol/cpu-s", r.Molecules, r.MolPerS, r.MolPerCPUS)
+		}
+		if r.Baseline != "" {
+			line += fmt.Sprintf("  speedup %.3g× (cpu %.3g×) vs %s", r.Speedup, r.SpeedupCPU, r.Baseline)
+		}
 		if r.Error != "" {
 			line = fmt.Sprintf("%-26s %-10s ERROR %s", r.Case, r.Backend, r.Error)
 		}

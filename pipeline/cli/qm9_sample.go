@@ -17,7 +17,7 @@ func runQM9Sample(ctx context.Context, env *Env, args []string) error {
 	var (
 		dir, out, backendSpec string
 		o                     qm9Overrides
-		n, batch              int
+		n, batch, buckets     int
 		seed                  uint64
 		asJSON, quiet         bool
 	)
@@ -26,7 +26,9 @@ func runQM9Sample(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&n, "n", 0, "number of `molecules`")
 	fs.Uint64Var(&seed, "seed", 1, "random `seed` (molecule sizes and prior draws)")
 	fs.StringVar(&out, "out", "", "output molecule table `file` (.parquet or .arrow)")
-	fs.IntVar(&batch, "batch", 100, "molecules per ODE solve (molecules of one size share a solve)")
+	fs.IntVar(&batch, "batch", qm9.DefaultSampleBatch, "molecules per ODE solve at most (molecules of one size share a solve; 1 = one at a time)")
+	fs.IntVar(&buckets, "buckets", 0, "merge the drawn sizes into at most `K` ranges padded to their largest size "+
+		"(fewer compiled graph shapes, more padded compute; 0 = one group per size, no padding)")
 	o.register(fs, false)
 	fs.StringVar(&backendSpec, "backend", "", "GoMLX `backend` (default $GOMLX_BACKEND, else SimpleGo)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
@@ -43,6 +45,8 @@ func runQM9Sample(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%w: --out is required", ErrUsage)
 	case batch <= 0:
 		return fmt.Errorf("%w: --batch must be positive", ErrUsage)
+	case buckets < 0:
+		return fmt.Errorf("%w: --buckets must be ≥ 0", ErrUsage)
 	}
 	spec, cfg, lctx, err := o.config(dir)
 	if err != nil {
@@ -63,14 +67,14 @@ func runQM9Sample(ctx context.Context, env *Env, args []string) error {
 	}
 	defer w.Abort()
 	start := time.Now()
-	res, err := m.Sample(ctx, qm9.SampleOptions{N: n, Seed: seed, Batch: batch,
+	res, err := m.Sample(ctx, qm9.SampleOptions{N: n, Seed: seed, Batch: batch, Buckets: buckets,
 		Progress: func(done, total int, bi qm9.BatchInfo) {
 			if quiet {
 				return
 			}
 			el := time.Since(start)
-			fmt.Fprintf(env.Stderr, "sample: %d/%d molecules (batch %d × %d atoms, %d NFE, %s%s), elapsed %s\n",
-				done, total, bi.Molecules, bi.Atoms, bi.NFE, bi.Wall.Round(time.Millisecond), retried(bi.Retried), el.Round(time.Second))
+			fmt.Fprintf(env.Stderr, "sample: %d/%d molecules (batch %d × %d atoms%s, %d NFE, %s%s), elapsed %s\n",
+				done, total, bi.Molecules, bi.Atoms, padded(bi), bi.NFE, bi.Wall.Round(time.Millisecond), retried(bi.Retried), el.Round(time.Second))
 		}})
 	if err != nil {
 		return err
@@ -101,8 +105,18 @@ func runQM9Sample(ctx context.Context, env *Env, args []string) error {
 		"atom_stable":        nanToNil(st.AtomStable()),
 		"mol_stable":         nanToNil(st.MolStable()),
 		"nfe":                res.NFE,
+		"solves":             res.Solves,
+		"batch":              batch,
+		"buckets":            buckets,
 		"wall_s":             math.Round(res.Wall.Seconds()*1000) / 1000,
 	})
+}
+
+func padded(bi qm9.BatchInfo) string {
+	if bi.MinAtoms < bi.Atoms {
+		return fmt.Sprintf(", padded from ≥ %d", bi.MinAtoms)
+	}
+	return ""
 }
 
 func retried(r bool) string {
