@@ -33,6 +33,10 @@ type SampleOptions struct {
 	Sizes []int
 	// Progress, if set, is called after each batch with the molecules done so far.
 	Progress func(done, total int, last BatchInfo)
+	// Emit, if set, receives each batch's molecules and decoded charges as soon as they are
+	// decoded (in batch order; IDs are draw indices), and SampleResult.Molecules/Charges stay
+	// nil: memory is then bounded by the batch, not by N. An error stops sampling.
+	Emit func(mols []molecule.Molecule, charges [][]int) error
 }
 
 // BatchInfo describes one sampling batch (one CNF solve, unless Retried).
@@ -101,7 +105,10 @@ func (m *Model) Sample(ctx context.Context, o SampleOptions) (*SampleResult, err
 		}
 	}
 	total := len(sizes)
-	res := &SampleResult{Molecules: make([]molecule.Molecule, total), Charges: make([][]int, total)}
+	res := &SampleResult{}
+	if o.Emit == nil {
+		res.Molecules, res.Charges = make([]molecule.Molecule, total), make([][]int, total)
+	}
 	done := 0
 	for _, g := range PlanSampleBatches(sizes, o.Batch, o.Buckets) {
 		if err := ctx.Err(); err != nil {
@@ -133,6 +140,8 @@ func (m *Model) Sample(ctx context.Context, o SampleOptions) (*SampleResult, err
 				out[k] = one[0]
 			}
 		}
+		var emitM []molecule.Molecule
+		var emitC [][]int
 		for k, i := range g.Indices {
 			n, d := sizes[i], out[k]
 			mol := molecule.Molecule{ID: int64(i), Split: "sample", Z: make([]int, n), Positions: make([][3]float64, n), Omega1: math.NaN()}
@@ -150,7 +159,16 @@ func (m *Model) Sample(ctx context.Context, o SampleOptions) (*SampleResult, err
 				}
 			}
 			res.Atoms += n
-			res.Molecules[i], res.Charges[i] = mol, d.charges
+			if o.Emit != nil {
+				emitM, emitC = append(emitM, mol), append(emitC, d.charges)
+			} else {
+				res.Molecules[i], res.Charges[i] = mol, d.charges
+			}
+		}
+		if o.Emit != nil {
+			if err := o.Emit(emitM, emitC); err != nil {
+				return nil, err
+			}
 		}
 		res.NFE += info.NFE
 		done += len(g.Indices)

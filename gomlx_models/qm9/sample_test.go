@@ -1,6 +1,7 @@
 package qm9
 
 import (
+	"github.com/enflow/enflow/etl/molecule"
 	"math"
 	"path/filepath"
 	"slices"
@@ -223,6 +224,30 @@ func TestSampleBatchingInvariance(t *testing.T) {
 	t.Logf("largest position difference between one-at-a-time and batched/padded: %.2g Å", worst)
 	if worst > 1e-3 {
 		t.Errorf("batching changed positions by up to %g Å", worst)
+	}
+	// Emit streams the same molecules batch by batch and keeps none.
+	emitted := map[int64]molecule.Molecule{}
+	streamed, err := m.Sample(t.Context(), SampleOptions{Sizes: sizes, Seed: 11, Batch: 100,
+		Emit: func(ms []molecule.Molecule, cs [][]int) error {
+			if len(ms) != len(cs) || len(ms) == 0 {
+				t.Fatalf("emit: %d molecules, %d charge rows", len(ms), len(cs))
+			}
+			for _, mol := range ms {
+				emitted[mol.ID] = mol
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if streamed.Molecules != nil || len(emitted) != len(sizes) {
+		t.Fatalf("emit: kept %d molecules, emitted %d of %d", len(streamed.Molecules), len(emitted), len(sizes))
+	}
+	for i := range sizes {
+		got, want := emitted[int64(i)], batched.Molecules[i]
+		if !slices.Equal(got.Z, want.Z) || !slices.Equal(got.Positions, want.Positions) {
+			t.Errorf("emitted molecule %d differs from the collected one", i)
+		}
 	}
 	// Another seed gives other molecules.
 	res, err := m.Sample(t.Context(), SampleOptions{Sizes: sizes, Seed: 12})

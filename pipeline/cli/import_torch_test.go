@@ -102,6 +102,13 @@ func TestQM9TorchImportEvalSample(t *testing.T) {
 	if err != nil || len(back) != 3 {
 		t.Fatalf("read back %d molecules: %v", len(back), err)
 	}
+	ids := map[int64]bool{}
+	for _, m := range back {
+		ids[m.ID] = true
+	}
+	if !ids[0] || !ids[1] || !ids[2] { // written batch by batch; the id is the draw index
+		t.Errorf("sample ids %v, want 0, 1, 2", ids)
+	}
 	if code, _, errOut := runCLIForMetrics(t, "metrics", "stability", "--in", samples); code != 0 {
 		t.Errorf("metrics stability on samples: exit %d: %s", code, errOut)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/enflow/enflow/etl/molecule"
 	"github.com/enflow/enflow/etl/table"
 	"github.com/enflow/enflow/gomlx_models/backend"
 	"github.com/enflow/enflow/gomlx_models/qm9"
@@ -67,7 +68,23 @@ func runQM9Sample(ctx context.Context, env *Env, args []string) error {
 	}
 	defer w.Abort()
 	start := time.Now()
-	res, err := m.Sample(ctx, qm9.SampleOptions{N: n, Seed: seed, Batch: batch, Buckets: buckets,
+	var st metrics.Stability
+	written := 0
+	// Each batch is written (and scored) as soon as it is decoded: memory stays bounded by the
+	// batch, not by --n. Rows come in batch order (largest molecules first); id is the draw index.
+	emit := func(mols []molecule.Molecule, _ [][]int) error {
+		for i := range mols {
+			if err := w.Write(&mols[i]); err != nil {
+				return err
+			}
+			if _, err := st.AddMolecule(&mols[i]); err != nil {
+				return err
+			}
+		}
+		written += len(mols)
+		return nil
+	}
+	res, err := m.Sample(ctx, qm9.SampleOptions{N: n, Seed: seed, Batch: batch, Buckets: buckets, Emit: emit,
 		Progress: func(done, total int, bi qm9.BatchInfo) {
 			if quiet {
 				return
@@ -79,20 +96,11 @@ func runQM9Sample(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var st metrics.Stability
-	for i := range res.Molecules {
-		if err := w.Write(&res.Molecules[i]); err != nil {
-			return err
-		}
-		if _, err := st.AddMolecule(&res.Molecules[i]); err != nil {
-			return err
-		}
-	}
 	if err := w.Commit(); err != nil {
 		return err
 	}
 	return Summary(env, asJSON, map[string]any{
-		"n":                  len(res.Molecules),
+		"n":                  written,
 		"out":                out,
 		"checkpoint":         dir,
 		"seed":               seed,
