@@ -112,8 +112,13 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	positional := sys.Name == particles.QM9Positional.Name
 	if positional {
 		f.positionalDefaults(set)
-	} else if f.nData <= 0 {
-		return fmt.Errorf("%w: --n-data must be positive", ErrUsage)
+	} else {
+		if f.nData <= 0 {
+			return fmt.Errorf("%w: --n-data must be positive", ErrUsage)
+		}
+		if f.jsSamples > 0 {
+			return fmt.Errorf("%w: --js-samples: the relative-distance JS divergence (against analyzed_19) is for qm9-positional only", ErrUsage)
+		}
 	}
 	sched, exact, err := train.DefaultSchedule(sys.Name, f.nData)
 	if err != nil {
