@@ -387,6 +387,18 @@ func (u *unpickler) u64() (int64, error) {
 	return int64(v), nil
 }
 
+// lengthPrefix reads the length field of a counted string or bytes opcode: one byte for the
+// SHORT forms, eight for the *8 forms, four otherwise.
+func (u *unpickler) lengthPrefix(op byte) (int64, error) {
+	switch op {
+	case opShortBinUni, opShortBinString, opShortBinBytes:
+		return u.u8()
+	case opBinUnicode8, opBinBytes8:
+		return u.u64()
+	}
+	return u.u32()
+}
+
 func (u *unpickler) str(n int64) (string, error) {
 	b, err := u.read(int(n))
 	if err != nil {
@@ -480,28 +492,8 @@ func (u *unpickler) step(op byte, at int) error {
 			return err
 		}
 		return u.push(math.Float64frombits(binary.BigEndian.Uint64(b)))
-	case opBinUnicode:
-		n, err := u.u32()
-		if err != nil {
-			return err
-		}
-		s, err := u.str(n)
-		if err != nil {
-			return err
-		}
-		return u.push(s)
-	case opShortBinUni:
-		n, err := u.u8()
-		if err != nil {
-			return err
-		}
-		s, err := u.str(n)
-		if err != nil {
-			return err
-		}
-		return u.push(s)
-	case opBinUnicode8:
-		n, err := u.u64()
+	case opBinUnicode, opShortBinUni, opBinUnicode8:
+		n, err := u.lengthPrefix(op)
 		if err != nil {
 			return err
 		}
@@ -511,16 +503,7 @@ func (u *unpickler) step(op byte, at int) error {
 		}
 		return u.push(s)
 	case opBinString, opShortBinString, opBinBytes, opShortBinBytes, opBinBytes8:
-		var n int64
-		var err error
-		switch op {
-		case opShortBinString, opShortBinBytes:
-			n, err = u.u8()
-		case opBinBytes8:
-			n, err = u.u64()
-		default:
-			n, err = u.u32()
-		}
+		n, err := u.lengthPrefix(op)
 		if err != nil {
 			return err
 		}
