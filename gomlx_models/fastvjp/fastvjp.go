@@ -1,7 +1,7 @@
 // Package fastvjp replaces GoMLX's reverse-mode rule (VJP) for matrix products.
 //
-// The stock GoMLX v0.26.0 VJP of DotGeneral (and of Dot) expands the incoming adjoint and the
-// other operand to a common rank-(batch+lhsCross+rhsCross+contract) tensor, multiplies them
+// The stock GoMLX VJP of DotGeneral (v0.26.0 to v0.27.3; since v0.27 graph.Dot also builds
+// DotGeneral nodes) expands the incoming adjoint and the other operand to a common rank-(batch+lhsCross+rhsCross+contract) tensor, multiplies them
 // element-wise and reduce-sums: for a Dense layer x(B,N,N,H)·W(H,H) that materialises a
 // (B·N·N, H, H) broadcast tensor per gradient, O(B·N²·H²) memory traffic with slow broadcast
 // iterators in SimpleGo.
@@ -19,9 +19,10 @@
 // Pad, Slice or Concatenate.
 //
 // GoMLX does not export a DotGeneral node's axes; they are read from the node's String() form
-// ("DotGeneral(lhs=[#i], lhsContractingAxes=[..], lhsBatchAxes=[..], rhs=[#j], ...)") and
-// validated against the node's inputs and output shape. If anything does not match (e.g. a
-// future GoMLX changes the format), the stock VJP is used for that node.
+// ("DotGeneral(lhs=[#i], lhsContractingAxes=[..], lhsBatchAxes=[..], rhs=[#j], ...,
+// config={AccumulatorDType:… OutputDType:…})") and validated against the node's inputs and
+// output shape. If anything does not match (e.g. a future GoMLX changes the format), or the
+// product asks for its own accumulator or output dtype, the stock VJP is used for that node.
 package fastvjp
 
 import (
@@ -39,12 +40,11 @@ var (
 	mu        sync.Mutex
 	saved     bool
 	stockDotG graph.VJP
-	stockDot  graph.VJP
 	enabled   bool
 )
 
-// Register installs the matrix-product VJP for graph.NodeTypeDotGeneral and graph.NodeTypeDot
-// in graph.VJPRegistration. It is idempotent; model packages call it from init. Since
+// Register installs the matrix-product VJP for graph.NodeTypeDotGeneral in
+// graph.VJPRegistration. It is idempotent; model packages call it from init. Since
 // graph.VJPRegistration is a plain map read while building gradients, Register (and Restore)
 // must not run concurrently with graph building: calling it from init is the safe pattern.
 func Register() {
@@ -52,21 +52,19 @@ func Register() {
 	defer mu.Unlock()
 	saveStock()
 	graph.VJPRegistration[graph.NodeTypeDotGeneral] = dotGeneralVJP
-	graph.VJPRegistration[graph.NodeTypeDot] = dotVJP
 	enabled = true
 }
 
-// Restore puts GoMLX's stock VJPs back. Only meant for tests and benchmarks that compare both.
+// Restore puts GoMLX's stock VJP back. Only meant for tests and benchmarks that compare both.
 func Restore() {
 	mu.Lock()
 	defer mu.Unlock()
 	saveStock()
 	graph.VJPRegistration[graph.NodeTypeDotGeneral] = stockDotG
-	graph.VJPRegistration[graph.NodeTypeDot] = stockDot
 	enabled = false
 }
 
-// Enabled reports whether the fast VJPs are currently installed.
+// Enabled reports whether the fast VJP is currently installed.
 func Enabled() bool {
 	mu.Lock()
 	defer mu.Unlock()
@@ -78,7 +76,6 @@ func saveStock() {
 		return
 	}
 	stockDotG = graph.VJPRegistration[graph.NodeTypeDotGeneral]
-	stockDot = graph.VJPRegistration[graph.NodeTypeDot]
 	saved = true
 }
 
@@ -88,7 +85,10 @@ type dotParams struct {
 }
 
 var dotGeneralRE = regexp.MustCompile(`lhs=\[#(\d+)\], lhsContractingAxes=\[([0-9 ]*)\], lhsBatchAxes=\[([0-9 ]*)\], ` +
-	`rhs=\[#(\d+)\], rhsContractingAxes=\[([0-9 ]*)\], rhsBatchAxes=\[([0-9 ]*)\]\)`)
+	`rhs=\[#(\d+)\], rhsContractingAxes=\[([0-9 ]*)\], rhsBatchAxes=\[([0-9 ]*)\](, config=\{[^{}]*\})?\)`)
+
+// configDTypeRE matches the dtype fields of a DotGeneral node's config ("AccumulatorDType:X").
+var configDTypeRE = regexp.MustCompile(`DType:(\w+)`)
 
 func parseInts(s string) ([]int, bool) {
 	fields := strings.Fields(s)
@@ -114,6 +114,11 @@ func parseDotGeneral(node *graph.Node) (p dotParams, ok bool) {
 		return p, false
 	}
 	m := matches[len(matches)-1]
+	for _, kv := range configDTypeRE.FindAllStringSubmatch(m[7], -1) {
+		if kv[1] != "InvalidDType" {
+			return p, false // a requested accumulator or output dtype: leave it to the stock rule
+		}
+	}
 	lhsID, err1 := strconv.Atoi(m[1])
 	rhsID, err2 := strconv.Atoi(m[4])
 	if err1 != nil || err2 != nil || graph.NodeId(lhsID) != inputs[0].Id() || graph.NodeId(rhsID) != inputs[1].Id() {
@@ -273,19 +278,4 @@ func dotGeneralVJP(node *graph.Node, vjps []*graph.Node, outputShape shapes.Shap
 		}
 	}
 	return stockDotG(node, vjps, outputShape)
-}
-
-// dotVJP handles graph.Dot nodes (vector·vector, matrix·vector, matrix·matrix): all contract the
-// last axis of lhs with the first axis of rhs, without batch axes.
-func dotVJP(node *graph.Node, vjps []*graph.Node, outputShape shapes.Shape) []*graph.Node {
-	in := node.Inputs()
-	if len(vjps) == 1 && len(in) == 2 && outputShape.IsScalar() && !node.DType().IsComplex() &&
-		in[0].Rank() >= 1 && in[0].Rank() <= 2 && in[1].Rank() >= 1 && in[1].Rank() <= 2 &&
-		!(in[0].Rank() == 1 && in[1].Rank() == 2) {
-		p := dotParams{lc: []int{in[0].Rank() - 1}, rc: []int{0}}
-		if validParams(in[0].Shape(), in[1].Shape(), node.Shape(), p) && vjps[0].Shape().Equal(node.Shape()) {
-			return matmulVJP(in[0], in[1], vjps[0], p)
-		}
-	}
-	return stockDot(node, vjps, outputShape)
 }

@@ -24,7 +24,7 @@ type product struct {
 
 func (p product) build(l, r *graph.Node) *graph.Node {
 	if p.useDot {
-		return graph.Dot(l, r)
+		return graph.Dot(l, r).Product()
 	}
 	return graph.DotGeneral(l, p.lc, p.lb, r, p.rc, p.rb)
 }
@@ -234,3 +234,26 @@ func nz(a []int) []int {
 }
 
 func tensorsShape(dims []int) shapes.Shape { return shapes.Make(dtypes.Float64, dims...) }
+
+// TestParseDotGeneralConfig checks that products with a requested output or accumulator dtype are
+// left to the stock VJP, and plain ones are not.
+func TestParseDotGeneralConfig(t *testing.T) {
+	b := backend.MustNew("")
+	defer b.Finalize()
+	g := graph.NewGraph(b, "config")
+	defer g.Finalize()
+	l := graph.Parameter(g, "l", tensorsShape([]int{3, 4}))
+	r := graph.Parameter(g, "r", tensorsShape([]int{4, 2}))
+	for _, tc := range []struct {
+		name   string
+		node   *graph.Node
+		wantOK bool
+	}{
+		{"default", graph.Dot(l, r).Product(), true},
+		{"output float64", graph.Dot(l, r).WithOutputDType(dtypes.Float64).Product(), false},
+	} {
+		if _, ok := parseDotGeneral(tc.node); ok != tc.wantOK {
+			t.Errorf("%s: parseDotGeneral ok = %v, want %v (node %s)", tc.name, ok, tc.wantOK, tc.node)
+		}
+	}
+}

@@ -11,8 +11,8 @@
 //     method; Register adds more; Lookup finds them by name.
 //   - Step builds one Runge–Kutta step inside a graph (all stages, the FSAL stage and the error
 //     estimate); Integrate unrolls a sequence of steps in one differentiable graph.
-//   - Solver drives a solve from Go. GoMLX v0.26.0 has no While op, so adaptive step-size
-//     control cannot live in a graph: the solver compiles ONE graph per step (inputs t, dt, y,
+//   - Solver drives a solve from Go. GoMLX v0.26.0 had no While op (v0.27 added one), and a
+//     Go-driven loop is what the adjoint method and divergence recovery need anyway: the solver compiles ONE graph per step (inputs t, dt, y,
 //     the FSAL stage k1 and constant args; outputs y1, the new FSAL stage and the error ratio) and
 //     Go only accepts/rejects steps and picks the next size. Graphs are compiled once per input
 //     shapes and cached.

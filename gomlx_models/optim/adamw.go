@@ -2,7 +2,7 @@
 // update of PyTorch's torch.optim.AdamW(amsgrad=True), plus optional gradient-norm clipping
 // (fixed, as torch.nn.utils.clip_grad_norm_, or adaptive as en_flows' gradient_clipping queue).
 //
-// GoMLX v0.26.0's optimizers.Adam leaves AMSGrad unimplemented (the AMSGrad option is commented
+// GoMLX's optimizers.Adam (v0.26.0 to v0.27.3) leaves AMSGrad unimplemented (the AMSGrad option is commented
 // out in optimizers/adam.go) and applies weight decay after the Adam step; this package fills the
 // gap. It satisfies optimizers.Interface and train.OptimizeWithGradients, and additionally offers
 // ApplyGradientsGraph (explicit variable list) and Stepper (a compiled "apply these gradient

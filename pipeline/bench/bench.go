@@ -254,7 +254,7 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 		bname := backend.Name(b)
 		if _, cfg, _ := strings.Cut(spec, ":"); strings.HasPrefix(spec, "go") || strings.HasPrefix(spec, "simplego") {
 			bname = "simplego"
-			if spec != backend.DefaultSimpleGo && cfg != "" && cfg != "ops_sequential" {
+			if spec != backend.DefaultSimpleGo && cfg != "" {
 				bname = "simplego(" + cfg + ")"
 			}
 		} else if spec == "" && strings.Contains(bname, "SimpleGo") {

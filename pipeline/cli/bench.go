@@ -21,7 +21,7 @@ func init() {
 
 func runBench(ctx context.Context, env *Env, args []string) error {
 	fs := NewFlagSet(env, "bench", "[--json] [--backend SPEC[;SPEC]] [--cases PATTERN[,PATTERN]] [--repeats N] [--out FILE]")
-	backends := fs.String("backend", "", "backend `specs` separated by ';' (e.g. 'go:ops_sequential;xla:cpu'; a spec's own options use ','); "+
+	backends := fs.String("backend", "", "backend `specs` separated by ';' (e.g. 'go:parallelism=-1;xla:cpu'; a spec's own options use ','); "+
 		"default: every available one (SimpleGo, and XLA CPU when built with -tags xla and a PJRT plugin is found)")
 	cases := fs.String("cases", "", "comma-separated case `patterns` (path.Match globs, e.g. 'dw4/*,qm9/forward'); default: "+
 		strings.Join(bench.DefaultCases, ","))

@@ -18,7 +18,7 @@ package train
 // counts them. The MaxConsecutive-th divergence without SnapshotEvery good steps in between
 // stops the run with ErrDiverged, after checkpointing the last good state.
 //
-// Crash safety. GoMLX checkpoints (checkpoints.Handler.Save, v0.26.0) are written in place,
+// Crash safety. GoMLX checkpoints (checkpoints.Handler.Save, v0.26.0 to v0.27.3) are written in place,
 // without a temporary name or fsync: a kill during Save can leave a truncated newest
 // checkpoint, which GoMLX would then fail to load on --resume. The driver therefore fsyncs
 // each new checkpoint (and the directory) after Save, and before opening a run directory
