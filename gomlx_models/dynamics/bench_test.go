@@ -25,17 +25,10 @@ import (
 // the "_stockvjp" variants use GoMLX's stock DotGeneral VJP instead of package fastvjp;
 // "train" additionally differentiates Σ εᵀ∂f/∂z + ½Σf² w.r.t. all parameters (second order).
 //
-// Measured 2026-11-23 on the shared 2-core AMD EPYC (heavily loaded, so CPU time is the more
-// reliable figure; wall ≥ CPU there), ms per op, B = 100, float32:
-//
-//	                    SimpleGo (go:ops_sequential)       XLA CPU (-tags xla)       PyTorch
-//	                    cpu-ms  (stock VJP)                wall   cpu-ms             wall
-//	DW4  forward         24.7                               2.2    1.2               1.4
-//	DW4  vjp             43     (139)                       4.4    4.3               5.6
-//	DW4  train          143     (694)                      10–32  15.5–16.8           –
-//	LJ13 forward        246                                11.6   10.5               23
-//	LJ13 vjp            486     (1529)                     80–99  80                 79
-//	LJ13 train         1224     (5199)                    244–552 213  (stock 1174)   –
+// Measured 2026-11-23 on the idle 2-core AMD EPYC, GoMLX v0.27.3, SimpleGo "go:ops_sequential"
+// (GOMLX_BACKEND=go:ops_sequential), ms per op, B = 100, float32:
+// DW4 forward 14.9, vjp 28.8 (stock VJP 114), train 82.9 (stock VJP 529). The side-by-side
+// table against XLA and PyTorch is in README "Performance" (`enflow bench`).
 func BenchmarkParticle(b *testing.B) {
 	systems := []struct {
 		name string
