@@ -97,12 +97,9 @@ func metaFieldName(id int16) string {
 
 // schemaElements reads the list of SchemaElements into tree.
 func (r *thriftReader) schemaElements(tree *schemaTree) error {
-	elem, n, err := r.listHeader()
+	n, err := r.structListHeader()
 	if err != nil {
 		return err
-	}
-	if elem != ctStruct && n > 0 {
-		return fmt.Errorf("list of type %d, not of structs", elem)
 	}
 	for i := range n {
 		children := int64(0)
@@ -166,12 +163,9 @@ func (t *schemaTree) complete() error {
 
 // keyValues reads the key-value metadata and checks the Arrow schema stored there by pqarrow.
 func (r *thriftReader) keyValues() error {
-	elem, n, err := r.listHeader()
+	n, err := r.structListHeader()
 	if err != nil {
 		return err
-	}
-	if elem != ctStruct && n > 0 {
-		return fmt.Errorf("list of type %d, not of structs", elem)
 	}
 	for i := range n {
 		var key, value []byte

@@ -108,6 +108,19 @@ func (r *thriftReader) listHeader() (elem byte, n uint64, err error) {
 	return elem, n, nil
 }
 
+// structListHeader reads the header of a list whose elements must be structs and returns its
+// length.
+func (r *thriftReader) structListHeader() (uint64, error) {
+	elem, n, err := r.listHeader()
+	if err != nil {
+		return 0, err
+	}
+	if elem != ctStruct && n > 0 {
+		return 0, fmt.Errorf("list of type %d, not of structs", elem)
+	}
+	return n, nil
+}
+
 // skip skips a value of type typ at nesting depth; inList tells a list element (a boolean
 // there takes a byte) from a struct field (whose type carries the boolean).
 func (r *thriftReader) skip(typ byte, depth int, inList bool) error {
