@@ -199,6 +199,22 @@ func SamplePositionFeature(rng *rand.Rand, dtype dtypes.DType, b, n, c, posDims 
 	return FromFloat64(dtype, data, b, n, c)
 }
 
+// CenterPositions subtracts in place, from each of the first posDims channels of one
+// configuration z (n nodes × c channels, row-major, all nodes real), its mean over the nodes:
+// the projection onto the centre-of-gravity-free subspace, on the host.
+func CenterPositions(z []float64, n, c, posDims int) {
+	for ci := range posDims {
+		mean := 0.0
+		for ni := range n {
+			mean += z[ni*c+ci]
+		}
+		mean /= float64(n)
+		for ni := range n {
+			z[ni*c+ci] -= mean
+		}
+	}
+}
+
 // SampleCoGFree draws x (B, N, D) from the CoG-free Gaussian: i.i.d. N(0,1), masked, then the
 // masked node mean is subtracted.
 func SampleCoGFree(rng *rand.Rand, dtype dtypes.DType, b, n, d int, mask *tensors.Tensor) (*tensors.Tensor, error) {

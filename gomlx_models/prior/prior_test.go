@@ -247,3 +247,25 @@ func TestSampleFeaturesMaskedAndFloat32(t *testing.T) {
 		t.Error("mask shape mismatch should fail")
 	}
 }
+
+func TestCenterPositions(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		z             []float64
+		n, c, posDims int
+		want          []float64
+	}{
+		{"positions only", []float64{1, 2, 3, 6}, 2, 2, 2, []float64{-1, -2, 1, 2}},
+		{"features untouched", []float64{1, 5, 3, 7}, 2, 2, 1, []float64{-1, 5, 1, 7}},
+		{"one node", []float64{4, 9}, 1, 2, 2, []float64{0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			CenterPositions(tc.z, tc.n, tc.c, tc.posDims)
+			for i := range tc.want {
+				if tc.z[i] != tc.want[i] {
+					t.Fatalf("got %v, want %v", tc.z, tc.want)
+				}
+			}
+		})
+	}
+}

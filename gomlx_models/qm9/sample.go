@@ -287,16 +287,7 @@ func moleculePrior(seed uint64, i, n int) []float64 {
 	for k := range z {
 		z[k] = rng.NormFloat64()
 	}
-	for c := range PosDims {
-		mean := 0.0
-		for a := range n {
-			mean += z[a*Channels+c]
-		}
-		mean /= float64(n)
-		for a := range n {
-			z[a*Channels+c] -= mean
-		}
-	}
+	prior.CenterPositions(z, n, Channels, PosDims)
 	return z
 }
 

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/enflow/enflow/gomlx_models/prior"
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX idiom.
@@ -129,15 +130,9 @@ func (m *gaussianModel) Sample(batch, nodes, dims int, mask *tensors.Tensor, see
 		for i := range cfg {
 			cfg[i] = rng.NormFloat64()
 		}
-		for d := range dims {
-			mean := 0.0
-			for n := range nodes {
-				mean += cfg[n*dims+d]
-			}
-			mean /= float64(nodes)
-			for n := range nodes {
-				cfg[n*dims+d] = (cfg[n*dims+d] - mean) * math.Exp(s[d])
-			}
+		prior.CenterPositions(cfg, nodes, dims, dims)
+		for i := range cfg {
+			cfg[i] *= math.Exp(s[i%dims])
 		}
 	}
 	t, err := floatTensor(m.dtype, out, batch, nodes, dims)
