@@ -60,8 +60,8 @@ func Particle(cfg egnn.Config) Func {
 			x = Mul(x, nodeMask)
 		}
 		h := BroadcastToDims(Reshape(timeScalar(cfg, t), 1, 1, 1), b, n, 1)
-		_, radial := egnn.PairDiff(x)
-		_, xL := egnn.EGNN(ctx.In(Scope), cfg, h, x, radial, nodeMask, nil)
+		pairs := egnn.NewPairs(x) // edge attribute r_ij, reused by the first EGNN layer
+		_, xL := egnn.EGNNWithPairs(ctx.In(Scope), cfg, h, x, pairs, pairs.Radial, nodeMask, nil)
 		return removeMean(Sub(xL, x), nodeMask)
 	}
 }
@@ -113,8 +113,8 @@ func QM9(cfg egnn.Config) Func {
 		lastCol[f] = 1
 		tCol := Mul(Reshape(timeScalar(ecfg, t), 1, 1, 1), Reshape(ConstAsDType(g, dt, lastCol), 1, 1, f+1))
 		hIn = Add(hIn, tCol)
-		_, radial := egnn.PairDiff(x)
-		hOut, xL := egnn.EGNN(ctx.In(Scope), ecfg, hIn, x, radial, nodeMask, nil)
+		pairs := egnn.NewPairs(x) // edge attribute r_ij, reused by the first EGNN layer
+		hOut, xL := egnn.EGNNWithPairs(ctx.In(Scope), ecfg, hIn, x, pairs, pairs.Radial, nodeMask, nil)
 		velX := Sub(xL, x)
 		if nodeMask != nil {
 			velX = Mul(velX, nodeMask)

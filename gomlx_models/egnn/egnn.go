@@ -270,6 +270,28 @@ func checkInputs(cfg Config, hFeatures int, h, x, edgeAttr *Node) {
 // the final coordinates xL (B,N,D). Variables live under ctx (scopes "embedding", "gcl_k",
 // "embedding_out"). Graph-building function: panics on invalid input.
 func EGNN(ctx *context.Context, cfg Config, h, x, edgeAttr, nodeMask, edgeMask *Node) (hOut, xL *Node) {
+	return EGNNWithPairs(ctx, cfg, h, x, Pairs{}, edgeAttr, nodeMask, edgeMask)
+}
+
+// Pairs holds the pair differences of a coordinate tensor x (B,N,D), as returned by PairDiff:
+// Diff d_ij = x_i − x_j (B,N,N,D) and Radial r_ij = ‖d_ij‖² (B,N,N,1). The zero value means
+// "not computed".
+type Pairs struct {
+	Diff, Radial *Node
+}
+
+// NewPairs returns the Pairs of x (PairDiff(x)).
+func NewPairs(x *Node) Pairs {
+	diff, radial := PairDiff(x)
+	return Pairs{Diff: diff, Radial: radial}
+}
+
+// EGNNWithPairs is EGNN with the pair differences of its input x already computed (e.g. by a
+// caller that also uses r_ij as the edge attribute): the first E_GCL layer, whose input is x,
+// uses pairs instead of recomputing them; later layers compute their own from their updated
+// coordinates. pairs must be NewPairs(x) of this same x (or the zero Pairs to compute them
+// here); the result is identical to EGNN's.
+func EGNNWithPairs(ctx *context.Context, cfg Config, h, x *Node, pairs Pairs, edgeAttr, nodeMask, edgeMask *Node) (hOut, xL *Node) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		panic(err)
@@ -282,8 +304,10 @@ func EGNN(ctx *context.Context, cfg Config, h, x, edgeAttr, nodeMask, edgeMask *
 		edgeAttr = Reshape(edgeAttr, d[0], d[1], d[1], cfg.EdgeAttrF)
 	}
 	h = linear(ctx.In(ScopeEmbedding), cfg.DType, h, cfg.InNodeF, cfg.Hidden, true)
+	checkPairs(x, pairs)
 	for k := range cfg.Layers {
-		h, x = layer(ctx.In(LayerScope(k)), cfg, h, x, edgeAttr, mk)
+		h, x = layer(ctx.In(LayerScope(k)), cfg, h, x, pairs, edgeAttr, mk)
+		pairs = Pairs{} // layer k+1 sees the updated x
 	}
 	if cfg.OutNodeF > 0 {
 		h = linear(ctx.In(ScopeEmbeddingOut), cfg.DType, h, cfg.Hidden, cfg.OutNodeF, true)
@@ -309,7 +333,21 @@ func Layer(ctx *context.Context, cfg Config, h, x, edgeAttr, nodeMask, edgeMask 
 		d := x.Shape().Dimensions
 		edgeAttr = Reshape(edgeAttr, d[0], d[1], d[1], cfg.EdgeAttrF)
 	}
-	return layer(ctx, cfg, h, x, edgeAttr, mk)
+	return layer(ctx, cfg, h, x, Pairs{}, edgeAttr, mk)
+}
+
+// checkPairs panics unless pairs is the zero Pairs or has the shapes of x's pair differences.
+func checkPairs(x *Node, pairs Pairs) {
+	if pairs.Diff == nil && pairs.Radial == nil {
+		return
+	}
+	d := x.Shape().Dimensions
+	b, n, dim := d[0], d[1], d[2]
+	if pairs.Diff == nil || pairs.Radial == nil ||
+		!pairs.Diff.Shape().Equal(shapes.Make(x.DType(), b, n, n, dim)) ||
+		!pairs.Radial.Shape().Equal(shapes.Make(x.DType(), b, n, n, 1)) {
+		panic(fmt.Sprintf("egnn: pairs must be NewPairs(x) for x %s", x.Shape()))
+	}
 }
 
 // PairDiff returns d_ij = x_i − x_j, shape (B,N,N,D), and r_ij = ‖d_ij‖², shape (B,N,N,1).
@@ -346,8 +384,9 @@ func edgePreactivation(ctx *context.Context, cfg Config, h, radial, edgeAttr *No
 	return pre
 }
 
-// layer is E_GCL with prepared masks; edgeAttr is nil or (B,N,N,E).
-func layer(ctx *context.Context, cfg Config, h, x, edgeAttr *Node, mk masks) (*Node, *Node) {
+// layer is E_GCL with prepared masks; edgeAttr is nil or (B,N,N,E); pairs is NewPairs(x) or
+// the zero Pairs (then computed here).
+func layer(ctx *context.Context, cfg Config, h, x *Node, pairs Pairs, edgeAttr *Node, mk masks) (*Node, *Node) {
 	g := h.Graph()
 	dt := cfg.DType
 	act := cfg.Act
@@ -355,7 +394,10 @@ func layer(ctx *context.Context, cfg Config, h, x, edgeAttr *Node, mk masks) (*N
 	b, n, dim := dims[0], dims[1], dims[2]
 	H := cfg.Hidden
 
-	diff, radial := PairDiff(x)
+	if pairs.Diff == nil {
+		pairs = NewPairs(x)
+	}
+	diff, radial := pairs.Diff, pairs.Radial
 
 	// Edge MLP (eq. 3).
 	pre := edgePreactivation(ctx.In(ScopeEdgeMLP0), cfg, h, radial, edgeAttr)
