@@ -56,14 +56,37 @@ import (
 // batch-coupling such as batch norm): the exact trace replicates the batch.
 type DynamicsFunc = func(ctx *context.Context, t, state, mask *Node) *Node
 
+// Trace estimators (Config.Trace). The values are the CLI/JSON spellings.
+const (
+	// TraceHutchinson is Hutchinson's estimator εᵀ(∂f/∂x)ε with one noise draw per solve
+	// (the default).
+	TraceHutchinson = "hutchinson"
+	// TraceExact is the exact trace: all N·C diagonal entries of ∂f/∂x.
+	TraceExact = "exact"
+	// TraceAnalytic is a closed-form divergence supplied by Config.Divergence.
+	TraceAnalytic = "analytic"
+)
+
+// Hutchinson noise distributions (Config.Noise).
+const (
+	NoiseGaussian   = "gaussian"   // ε ~ N(0, I) (the default)
+	NoiseRademacher = "rademacher" // ε uniform on {−1, +1} (ENF's "bernoulli")
+)
+
+// Gradient methods (Config.Grad).
+const (
+	GradAdjoint  = "adjoint"  // integrate the adjoint system backward (the default, as ENF)
+	GradBackprop = "backprop" // differentiate the replayed accepted steps
+)
+
 // Config configures a Model. Zero values take the defaults noted.
 type Config struct {
 	Solver     string  // "dopri5" (default), "rk4" (3/8 rule, as torchdiffeq), "rk4classic", "euler"
 	RTol, ATol float64 // dopri5 tolerances; both zero → 1e-4 (ENF training setting, REFERENCE.md §4.6)
 	Steps      int     // number of steps of fixed-step solvers
-	Trace      string  // "hutchinson" (default), "exact", or "analytic" (needs Divergence)
-	Noise      string  // Hutchinson noise: "gaussian" (default) or "rademacher"
-	Grad       string  // "adjoint" (default, as ENF) or "backprop"
+	Trace      string  // TraceHutchinson (default), TraceExact, or TraceAnalytic (needs Divergence)
+	Noise      string  // Hutchinson noise: NoiseGaussian (default) or NoiseRademacher
+	Grad       string  // GradAdjoint (default, as ENF) or GradBackprop
 	// RegWeight weighs the kinetic/Jacobian-Frobenius regulariser in the loss (ENF QM9: 1e-3).
 	// With 0 (DW4/LJ13) the regulariser is not integrated at all.
 	RegWeight float64
@@ -143,32 +166,32 @@ func New(b backends.Backend, ctx *context.Context, f DynamicsFunc, cfg Config) (
 	cfg.Trace = strings.ToLower(cfg.Trace)
 	switch cfg.Trace {
 	case "":
-		cfg.Trace = "hutchinson"
-	case "hutchinson", "exact":
-	case "analytic":
+		cfg.Trace = TraceHutchinson
+	case TraceHutchinson, TraceExact:
+	case TraceAnalytic:
 		if cfg.Divergence == nil {
 			return nil, fmt.Errorf("cnf: Trace \"analytic\" needs Config.Divergence (a field with a closed-form divergence)")
 		}
 	case "hutch":
-		cfg.Trace = "hutchinson"
+		cfg.Trace = TraceHutchinson
 	default:
 		return nil, fmt.Errorf("cnf: unknown Trace %q (want exact, hutchinson or analytic)", cfg.Trace)
 	}
 	cfg.Noise = strings.ToLower(cfg.Noise)
 	switch cfg.Noise {
 	case "":
-		cfg.Noise = "gaussian"
-	case "gaussian", "rademacher":
+		cfg.Noise = NoiseGaussian
+	case NoiseGaussian, NoiseRademacher:
 	case "bernoulli": // ENF's name for Rademacher noise
-		cfg.Noise = "rademacher"
+		cfg.Noise = NoiseRademacher
 	default:
 		return nil, fmt.Errorf("cnf: unknown Noise %q (want gaussian or rademacher)", cfg.Noise)
 	}
 	cfg.Grad = strings.ToLower(cfg.Grad)
 	switch cfg.Grad {
 	case "":
-		cfg.Grad = "adjoint"
-	case "adjoint", "backprop":
+		cfg.Grad = GradAdjoint
+	case GradAdjoint, GradBackprop:
 	default:
 		return nil, fmt.Errorf("cnf: unknown Grad %q (want adjoint or backprop)", cfg.Grad)
 	}
@@ -188,7 +211,7 @@ func New(b backends.Backend, ctx *context.Context, f DynamicsFunc, cfg Config) (
 		cfg:       cfg,
 		tab:       tab,
 		nAug:      2,
-		needNoise: cfg.Trace == "hutchinson" || cfg.RegWeight > 0,
+		needNoise: cfg.Trace == TraceHutchinson || cfg.RegWeight > 0,
 		replay:    make(map[replayKey]*context.Exec),
 	}
 	if cfg.RegWeight > 0 {

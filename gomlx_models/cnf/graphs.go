@@ -56,7 +56,7 @@ func (m *Model) augmented(ctx *context.Context, t *Node, y, args []*Node) []*Nod
 // regulariser is on, the Hutchinson estimate ‖εᵀ∂f/∂x‖² of the squared Frobenius norm (else nil).
 func (m *Model) divergence(ctx *context.Context, t, x, mask, eps *Node) (dx, tr, frob *Node) {
 	wantFrob := m.nAug == 3
-	if m.cfg.Trace == "analytic" {
+	if m.cfg.Trace == TraceAnalytic {
 		dx, tr = m.cfg.Divergence(ctx, t, x, mask)
 		if wantFrob { // the regulariser still needs the Hutchinson Frobenius estimate ‖εᵀJ‖²
 			v := Gradient(ReduceAllSum(Mul(dx, eps)), x)[0]
@@ -64,7 +64,7 @@ func (m *Model) divergence(ctx *context.Context, t, x, mask, eps *Node) (dx, tr,
 		}
 		return dx, tr, frob
 	}
-	if m.cfg.Trace == "hutchinson" {
+	if m.cfg.Trace == TraceHutchinson {
 		dx = m.dyn(ctx, t, x, mask)
 		v := Gradient(ReduceAllSum(Mul(dx, eps)), x)[0] // εᵀJ
 		tr = ReduceSum(Mul(v, eps), 1, 2)

@@ -61,7 +61,7 @@ func (m *Model) noise(x, mask *tensors.Tensor, seed uint64) (*tensors.Tensor, er
 	dims := x.Shape().Dimensions
 	B, N, C := dims[0], dims[1], dims[2]
 	rng := rand.New(rand.NewPCG(seed, 0x5eed_cafe_f00d_0001))
-	if m.cfg.Noise == "gaussian" {
+	if m.cfg.Noise == NoiseGaussian {
 		return prior.SampleStandardNormal(rng, m.cfg.DType, B, N, C, mask)
 	}
 	mv, err := prior.MaskValues(mask, B, N)
@@ -188,7 +188,7 @@ func (m *Model) LossAndGrad(x, mask *tensors.Tensor, seed uint64) (loss, nll flo
 		return 0, 0, nil, st, err
 	}
 	defer freeAll([]*tensors.Tensor{eps})
-	if m.cfg.Grad == "backprop" {
+	if m.cfg.Grad == GradBackprop {
 		return m.lossAndGradBackprop(x, mask, args, b)
 	}
 	return m.lossAndGradAdjoint(x, mask, args, b)

@@ -13,6 +13,7 @@ import (
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/enflow/enflow/etl/npy"
+	"github.com/enflow/enflow/gomlx_models/cnf"
 	"github.com/enflow/enflow/gomlx_models/dynamics"
 	"github.com/enflow/enflow/gomlx_models/optim"
 	"github.com/enflow/enflow/gomlx_models/prior"
@@ -289,7 +290,7 @@ func trainCase(sys System, tol float64) func(env *caseEnv) (func(int) (opStats, 
 // exactCase times the exact-trace log-likelihood of the batch (dopri5 1e-4).
 func exactCase(sys System) func(env *caseEnv) (func(int) (opStats, error), func(), error) {
 	return func(env *caseEnv) (func(int) (opStats, error), func(), error) {
-		p, err := newParticleSetup(env, sys, func(s *train.ModelSpec) { s.CNF.Trace = "exact" })
+		p, err := newParticleSetup(env, sys, func(s *train.ModelSpec) { s.CNF.Trace = cnf.TraceExact })
 		if err != nil {
 			return nil, nil, err
 		}

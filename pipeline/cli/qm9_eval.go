@@ -16,6 +16,7 @@ import (
 	etlqm9 "github.com/enflow/enflow/etl/qm9"
 	"github.com/enflow/enflow/etl/table"
 	"github.com/enflow/enflow/gomlx_models/backend"
+	"github.com/enflow/enflow/gomlx_models/cnf"
 	"github.com/enflow/enflow/gomlx_models/qm9"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
@@ -99,7 +100,7 @@ func (o *qm9Overrides) config(dir string) (*qm9.Spec, qm9.Config, *mlctx.Context
 	if o.trace != "" {
 		spec.CNF.Trace = o.trace
 	}
-	if spec.CNF.Trace == "exact" {
+	if spec.CNF.Trace == cnf.TraceExact {
 		// en_flows integrates the regulariser only with its Hutchinson noise; it plays no part
 		// in the NLL, so the exact-trace evaluation leaves it out.
 		spec.CNF.RegWeight = 0

@@ -15,6 +15,7 @@ import (
 
 	"github.com/enflow/enflow/etl/particles"
 	"github.com/enflow/enflow/gomlx_models/backend"
+	"github.com/enflow/enflow/gomlx_models/cnf"
 	"github.com/enflow/enflow/pipeline/train"
 )
 
@@ -71,9 +72,9 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	fs.Float64Var(&f.rtol, "rtol", 1e-4, "adaptive solver relative `tolerance`")
 	fs.Float64Var(&f.atol, "atol", 1e-4, "adaptive solver absolute `tolerance`")
 	fs.IntVar(&f.steps, "steps", 0, "fixed-step solver `steps`")
-	fs.StringVar(&f.trace, "trace", "hutchinson", "training trace `estimator`: hutchinson, exact, or analytic (kernel dynamics only)")
-	fs.StringVar(&f.noise, "noise", "rademacher", "Hutchinson `noise`: rademacher or gaussian (qm9-positional: default gaussian)")
-	fs.StringVar(&f.grad, "grad", "adjoint", "gradient `method`: adjoint or backprop")
+	fs.StringVar(&f.trace, "trace", cnf.TraceHutchinson, "training trace `estimator`: hutchinson, exact, or analytic (kernel dynamics only)")
+	fs.StringVar(&f.noise, "noise", cnf.NoiseRademacher, "Hutchinson `noise`: rademacher or gaussian (qm9-positional: default gaussian)")
+	fs.StringVar(&f.grad, "grad", cnf.GradAdjoint, "gradient `method`: adjoint or backprop")
 	fs.StringVar(&f.valTrace, "val-trace", "", "validation trace `estimator` (default: exact for dw4, the training trace for lj13)")
 	fs.StringVar(&f.testTrace, "test-trace", "", "test trace `estimator` (default: exact for dw4, the training trace for lj13)")
 	fs.StringVar(&f.backendSpec, "backend", "", "GoMLX `backend` (default $GOMLX_BACKEND, else SimpleGo)")
@@ -135,7 +136,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	}
 	evalTrace := f.trace
 	if sys.Name == particles.DW4.Name {
-		evalTrace = "exact" // en_flows test() switches DW4 to the exact trace for val and test.
+		evalTrace = cnf.TraceExact // en_flows test() switches DW4 to the exact trace for val and test.
 	}
 	if f.valTrace == "" {
 		f.valTrace = evalTrace
@@ -333,7 +334,7 @@ func (f *trainFlags) positionalDefaults(set map[string]bool) {
 		f.lr = 2e-4
 	}
 	if !set["noise"] {
-		f.noise = "gaussian"
+		f.noise = cnf.NoiseGaussian
 	}
 	if !set["reg"] {
 		f.reg = 1e-3

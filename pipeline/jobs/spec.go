@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/enflow/enflow/gomlx_models/cnf"
 )
 
 // Spec is a declarative job spec (a TOML file, see the package documentation and
@@ -366,7 +368,7 @@ func (e *EvaluationSpec) validate() error {
 		return fmt.Errorf("bins is an energy option")
 	}
 	switch e.Trace {
-	case "", "exact", "hutchinson":
+	case "", cnf.TraceExact, cnf.TraceHutchinson:
 	default:
 		return fmt.Errorf("trace %q: want exact or hutchinson", e.Trace)
 	}
