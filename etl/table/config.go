@@ -53,7 +53,13 @@ type ConfigWriter struct {
 
 // NewConfigWriter starts writing path (.parquet or .arrow).
 func NewConfigWriter(path string) (*ConfigWriter, error) {
-	bw, err := newBatchWriter(path, ConfigSchema)
+	return newConfigWriter(path, ConfigSchema)
+}
+
+// newConfigWriter starts writing path with schema, which is ConfigSchema possibly followed
+// by optional columns (config_ext.go).
+func newConfigWriter(path string, schema *arrow.Schema) (*ConfigWriter, error) {
+	bw, err := newBatchWriter(path, schema)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +84,15 @@ func NewConfigWriter(path string) (*ConfigWriter, error) {
 // n_particles and dim. A NaN energy is stored as null. Errors name the configuration id and
 // field; an invalid configuration leaves the writer usable.
 func (w *ConfigWriter) Write(c *particles.Config) error {
+	if err := w.appendConfig(c); err != nil {
+		return err
+	}
+	return w.w.rowDone()
+}
+
+// appendConfig checks and appends the ConfigSchema columns of one row without counting
+// it (rowDone), so that optional columns can be appended to the same row.
+func (w *ConfigWriter) appendConfig(c *particles.Config) error {
 	if w == nil {
 		return fmt.Errorf("table: nil ConfigWriter")
 	}
@@ -108,7 +123,7 @@ func (w *ConfigWriter) Write(c *particles.Config) error {
 	w.pos.Append(true)
 	w.posv.AppendValues(c.Positions, nil)
 	appendFloat(w.energy, c.Energy)
-	return w.w.rowDone()
+	return nil
 }
 
 // Commit writes the remaining rows and the footer, then atomically renames the file onto its
