@@ -79,6 +79,21 @@ const (
 	GradBackprop = "backprop" // differentiate the replayed accepted steps
 )
 
+// Exact-trace strategies (Config.ExactTraceMode).
+const (
+	// ExactTraceAuto (the zero value) chooses ExactTraceLoop when N·C ≤ 64 on SimpleGo or
+	// N·C ≤ 16 on other backends (XLA compiles every unrolled VJP), else ExactTraceReplicate.
+	ExactTraceAuto = ""
+	// ExactTraceLoop is one forward pass and N·C vector–Jacobian products sharing it.
+	ExactTraceLoop = "loop"
+	// ExactTraceReplicate replicates the batch N·C times: one forward pass and one VJP on it.
+	ExactTraceReplicate = "replicate"
+)
+
+// ExactTraceEnv names the environment variable from which the command line (package
+// pipeline/cli, pipeline/train) takes Config.ExactTraceMode. This package never reads it.
+const ExactTraceEnv = "ENFLOW_EXACT_TRACE"
+
 // Config configures a Model. Zero values take the defaults noted.
 type Config struct {
 	Solver     string  // "dopri5" (default), "rk4" (3/8 rule, as torchdiffeq), "rk4classic", "euler"
@@ -87,6 +102,10 @@ type Config struct {
 	Trace      string  // TraceHutchinson (default), TraceExact, or TraceAnalytic (needs Divergence)
 	Noise      string  // Hutchinson noise: NoiseGaussian (default) or NoiseRademacher
 	Grad       string  // GradAdjoint (default, as ENF) or GradBackprop
+	// ExactTraceMode is the strategy of Trace TraceExact: ExactTraceAuto (default),
+	// ExactTraceLoop or ExactTraceReplicate (case and surrounding spaces are ignored). It changes
+	// cost and memory, not results (beyond rounding).
+	ExactTraceMode string
 	// RegWeight weighs the kinetic/Jacobian-Frobenius regulariser in the loss (ENF QM9: 1e-3).
 	// With 0 (DW4/LJ13) the regulariser is not integrated at all.
 	RegWeight float64
@@ -186,6 +205,13 @@ func New(b backends.Backend, ctx *context.Context, f DynamicsFunc, cfg Config) (
 		cfg.Noise = NoiseRademacher
 	default:
 		return nil, fmt.Errorf("cnf: unknown Noise %q (want gaussian or rademacher)", cfg.Noise)
+	}
+	cfg.ExactTraceMode = strings.ToLower(strings.TrimSpace(cfg.ExactTraceMode))
+	switch cfg.ExactTraceMode {
+	case ExactTraceAuto, ExactTraceLoop, ExactTraceReplicate:
+	default:
+		return nil, fmt.Errorf("cnf: unknown ExactTraceMode %q (want %s, %s or empty for automatic; $%s)",
+			cfg.ExactTraceMode, ExactTraceLoop, ExactTraceReplicate, ExactTraceEnv)
 	}
 	cfg.Grad = strings.ToLower(cfg.Grad)
 	switch cfg.Grad {

@@ -5,8 +5,6 @@ package cnf
 
 import (
 	"fmt"
-	"os"
-	"strings"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX idiom.
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -76,21 +74,16 @@ func (m *Model) divergence(ctx *context.Context, t, x, mask, eps *Node) (dx, tr,
 	return m.exactDivergence(ctx, t, x, mask, eps, wantFrob)
 }
 
-// ExactTraceEnv names the environment variable that overrides the exact-trace strategy:
-// "loop" (one forward pass, N·C vector–Jacobian products sharing it) or "replicate" (the batch
-// replicated N·C times, one forward pass and one VJP on it). Unset: "loop" when N·C ≤ 64 on
-// SimpleGo or N·C ≤ 16 on other backends (XLA compiles every unrolled VJP), else "replicate".
-const ExactTraceEnv = "ENFLOW_EXACT_TRACE"
-
-// exactByLoop chooses the exact-trace strategy for K = N·C diagonal entries. Measured on DW4
+// exactByLoop chooses the exact-trace strategy for K = N·C diagonal entries
+// (Config.ExactTraceMode; see ExactTraceAuto for the automatic choice). Measured on DW4
 // (K = 8, B = 100, dopri5 1e-4, 14 NFE, CPU time on a loaded 2-core machine): SimpleGo 4.0 s →
 // 2.1 s, XLA CPU 0.48 s → 0.13 s, with lower peak memory: the replicated batch repeats the
 // forward pass K times, the loop computes it once (as PyTorch's brute-force trace does).
 func (m *Model) exactByLoop(k int) bool {
-	switch strings.ToLower(strings.TrimSpace(os.Getenv(ExactTraceEnv))) {
-	case "loop":
+	switch m.cfg.ExactTraceMode {
+	case ExactTraceLoop:
 		return true
-	case "replicate":
+	case ExactTraceReplicate:
 		return false
 	}
 	maxK := 16

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -112,6 +113,7 @@ func (o *qm9Overrides) config(dir string) (*qm9.Spec, qm9.Config, *mlctx.Context
 	if err != nil {
 		return nil, qm9.Config{}, nil, err
 	}
+	cfg.CNF.ExactTraceMode = os.Getenv(cnf.ExactTraceEnv)
 	return spec, cfg, ctx, nil
 }
 
