@@ -14,8 +14,8 @@ import? 'justfile.bench'
 default:
     @./just --list
 
-# Install everything the project needs (Go modules, Node cross-check tools, system packages).
-setup: setup-go setup-js setup-system
+# Install everything the project needs (Go modules, Node cross-check tools, system packages, Python test venv).
+setup: setup-go setup-js setup-system setup-py
 
 # Debian packages: headless Chromium renders the HTML report in a test (skipped when present).
 setup-system:
@@ -32,6 +32,10 @@ setup-go:
     go mod download
     go build -o bin/enflow ./pipeline/cmd/enflow
 
+# Python test venv .tools/venv with pinned RDKit and ASE (export round trips, `enflow metrics validity`).
+setup-py:
+    bash scripts/pyenv/setup.sh
+
 # Node.js packages used to cross-check our Parquet/Arrow files (DuckDB, apache-arrow).
 setup-js:
     cd tools/js && npm ci --silent --no-audit --no-fund
@@ -44,7 +48,7 @@ demo: setup-go
 test: setup test-go test-fuzz notebooks test-xla
 
 # Format, vet and the Go tests (pure-Go backend).
-test-go: setup-go setup-js
+test-go: setup-go setup-js setup-py
     @echo "== gofmt"; test -z "$(gofmt -l $(git ls-files '*.go'))" || { gofmt -l $(git ls-files '*.go'); exit 1; }
     @echo "== go vet"; go vet ./...
     @echo "== go test"; CI="${CI:-}" ENFLOW_SHARED={{shared}} go test -count=1 -timeout 25m ./...

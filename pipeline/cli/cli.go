@@ -44,7 +44,10 @@ var ErrUsage = errors.New("usage error")
 // Main runs the command line and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	env := &Env{Stdout: stdout, Stderr: stderr}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) >= 2 && args[0] == "help" { // enflow help jobs → enflow jobs --help
+		args = append(args[1:len(args):len(args)], "--help")
+	}
+	if len(args) == 0 || isHelp(args[0]) || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
 			return 2
@@ -61,9 +64,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if cmd == nil {
-		fmt.Fprintf(stderr, "enflow: unknown command %q\n\n", strings.Join(args, " "))
-		usage(stderr)
-		return 2
+		return groupOrUnknown(args, stderr)
 	}
 	if err := cmd.Run(ctx, env, rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -76,6 +77,144 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+func isHelp(a string) bool { return a == "-h" || a == "--help" || a == "-help" }
+
+// groupOrUnknown handles arguments that name no command: a command group ("jobs", "etl
+// qm9x" …) answers --help (and a bare group) with its subcommands; anything else is an
+// unknown command. It returns the exit code.
+func groupOrUnknown(args []string, stderr io.Writer) int {
+	// The longest prefix of args that is a group (a proper prefix of some command names).
+	for n := min(len(args), 2); n >= 1; n-- {
+		group := strings.Join(args[:n], " ")
+		subs := subcommands(group)
+		if len(subs) == 0 {
+			continue
+		}
+		rest := args[n:]
+		if len(rest) == 0 || isHelp(rest[0]) || rest[0] == "help" {
+			groupUsage(stderr, group, subs)
+			if len(rest) == 0 {
+				return 2
+			}
+			return 0
+		}
+		fmt.Fprintf(stderr, "enflow %s: unknown subcommand %q", group, rest[0])
+		if s := nearest(rest[0], subNames(group, subs)); s != "" {
+			fmt.Fprintf(stderr, " (did you mean %q?)", s)
+		}
+		fmt.Fprint(stderr, "\n\n")
+		groupUsage(stderr, group, subs)
+		return 2
+	}
+	fmt.Fprintf(stderr, "enflow: unknown command %q", strings.Join(args, " "))
+	if s := nearest(args[0], topNames()); s != "" {
+		fmt.Fprintf(stderr, " (did you mean %q?)", s)
+	}
+	fmt.Fprint(stderr, "\n\n")
+	usage(stderr)
+	return 2
+}
+
+// subcommands returns the sorted names of the commands in group ("jobs" → "jobs run", …).
+func subcommands(group string) []string {
+	var out []string
+	for n := range commands {
+		if strings.HasPrefix(n, group+" ") {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// subNames returns the first word after group of each subcommand.
+func subNames(group string, subs []string) []string {
+	out := make([]string, 0, len(subs))
+	for _, s := range subs {
+		out = append(out, strings.Fields(strings.TrimPrefix(s, group+" "))[0])
+	}
+	return out
+}
+
+// topNames returns the first word of every command.
+func topNames() []string {
+	seen := map[string]bool{}
+	var out []string
+	for n := range commands {
+		w := strings.Fields(n)[0]
+		if !seen[w] {
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func groupUsage(w io.Writer, group string, subs []string) {
+	fmt.Fprintf(w, "Usage: enflow %s <subcommand> [flags]   (enflow %s <subcommand> --help for its flags)\n", group, group)
+	fmt.Fprintln(w, "\nSubcommands:")
+	for _, n := range subs {
+		fmt.Fprintf(w, "  %-22s %s\n", strings.TrimPrefix(n, group+" "), commands[n].Summary)
+	}
+}
+
+// levenshtein is the edit distance between a and b (insertions, deletions, substitutions).
+func levenshtein(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			c := prev[j-1]
+			if ra[i-1] != rb[j-1] {
+				c++
+			}
+			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+// maxSuggestDistance is the largest edit distance for which a suggestion is offered.
+const maxSuggestDistance = 2
+
+// nearest returns the candidate closest to s within maxSuggestDistance (the first in
+// sorted order on ties), or "".
+func nearest(s string, candidates []string) string {
+	best, bestD := "", maxSuggestDistance+1
+	sorted := append([]string(nil), candidates...)
+	sort.Strings(sorted)
+	for _, c := range sorted {
+		if d := levenshtein(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// suggestFlag extends the flag package's "flag provided but not defined: -x" error with the
+// nearest defined flag, e.g. "(did you mean --epochs?)".
+func suggestFlag(fs *flag.FlagSet, err error) error {
+	const prefix = "flag provided but not defined: -"
+	msg := err.Error()
+	if !strings.HasPrefix(msg, prefix) {
+		return err
+	}
+	name := strings.TrimLeft(strings.TrimPrefix(msg, prefix), "-")
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	if s := nearest(name, names); s != "" {
+		return fmt.Errorf("%v (did you mean --%s?)", err, s)
+	}
+	return err
 }
 
 func usage(w io.Writer) {
@@ -109,7 +248,7 @@ func Parse(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return fmt.Errorf("%w: %v", ErrUsage, suggestFlag(fs, err))
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", ErrUsage, fs.Args())
