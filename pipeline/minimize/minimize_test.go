@@ -96,7 +96,9 @@ func TestDW4Minima(t *testing.T) {
 // really be unstable: nudged and minimised, it ends lower, at a minimum.
 func TestSaddleIsNotMinimum(t *testing.T) {
 	m := newT(t, "dw4")
-	square := func(l float64) []float64 { return []float64{-l / 2, -l / 2, l / 2, -l / 2, l / 2, l / 2, -l / 2, l / 2} }
+	square := func(l float64) []float64 {
+		return []float64{-l / 2, -l / 2, l / 2, -l / 2, l / 2, l / 2, -l / 2, l / 2}
+	}
 	phi := func(l float64) float64 { return particles.DW4Potential.EnergyGrad(square(l), 2, nil) }
 	dphi := func(l float64) float64 { const h = 1e-6; return (phi(l+h) - phi(l-h)) / (2 * h) }
 	var sawSaddle bool
