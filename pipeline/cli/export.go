@@ -28,8 +28,8 @@ func runExport(ctx context.Context, env *Env, args []string) error {
 		"With --format (or an --out ending in .xyz, .extxyz or .sdf), --samples is a molecule table\n"+
 		"(ETL output such as qm9_test.parquet, or enflow sample output) and its molecules are written\n"+
 		"as XYZ, extended XYZ (QM9 properties in the comment line) or SDF V2000 (bonds and orders from\n"+
-		"the stability metric's bond tables, M  CHG for N/O cations). Without it the job-results export\n"+
-		"below applies.")
+		"the stability metric's bond tables, M  CHG for N/O cations). Without --format, --results and\n"+
+		"--samples export job results or job samples (state directories) to Arrow IPC or Parquet.")
 	fs.StringVar(&results, "results", "", "job state `directory`, its results/ directory, or a results file")
 	fs.StringVar(&samples, "samples", "", "job state `directory` (samples of its finished units) or one sample file; with --format: a molecule table")
 	fs.StringVar(&out, "out", "", "output `file`: .arrow (Arrow IPC) or .parquet; with --format: the file, or the directory with --per-molecule")

@@ -11,8 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 RDKIT_VERSION=2026.9.1
 ASE_VERSION=3.29.0
 VENV=.tools/venv
-PY=${ENFLOW_PYTHON:-/usr/bin/python3}
-[ -x "$PY" ] || PY=$(command -v python3)
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3 || true)
 
 want="rdkit==$RDKIT_VERSION ase==$ASE_VERSION"
 stamp="$VENV/.enflow-pins"
@@ -21,15 +21,16 @@ if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] &&
   exit 0
 fi
 
-if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+if [ -z "$PY" ] || ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   if [ "$(id -u)" != 0 ]; then
-    echo "setup-py: $PY -m venv needs Debian's python3-venv; run as root or: apt-get install python3-venv" >&2
+    echo "setup-py: python3 -m venv needs Debian's python3 and python3-venv; run as root or: apt-get install python3-venv" >&2
     exit 1
   fi
   echo "setup-py: installing python3-venv (apt)" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  PY=/usr/bin/python3
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
