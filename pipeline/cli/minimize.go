@@ -196,7 +196,7 @@ func runMinimize(ctx context.Context, env *Env, args []string) error {
 		}{*in, *out, m.Energy.Data.Name, m.Energy.Name, len(recs), nConverged, nMinima, nFailed, len(states), metastable, out2,
 			m.Opts.GradTol, m.Opts.EigTol, *distTol, *energyTol, medianIter, wall,
 			m.Energy.Dim * (m.Energy.Dim + 1) / 2, m.Energy.Particles*m.Energy.Dim - m.Energy.Dim*(m.Energy.Dim+1)/2,
-			table.ColStateID, saddleNote(len(states)-metastable)})
+			table.ColStateID, saddleNote(len(states) - metastable)})
 	}
 	o := env.Stdout
 	fmt.Fprintf(o, "file:           %s → %s\n", *in, *out)
