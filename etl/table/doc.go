@@ -86,6 +86,12 @@
 //	| `positions`   | list<float64> | no   | DOUBLE[]    | flattened particle-major `x0, y0[, z0], x1, …`, length n_particles·dim |
 //	| `energy`      | float64       | yes  | DOUBLE      | energy under the system's potential (each pair once)            |
 //
+// Optional columns, after these (ConfigRecordWriter, ReadConfigRecords; ReadConfigs and
+// other readers ignore them):
+//
+//	| `log_q`       | float64       | yes  | DOUBLE      | log density of the row under the flow that made it, nats        |
+//	| `state_id`    | int64         | yes  | BIGINT      | metastable state from `enflow minimize` (0 = lowest energy)      |
+//
 // Key-value metadata: enflow.schema = "particles/v1", enflow.units (reduced units).
 // Positions are flat (not nested like molecules) because every row of a file has the same
 // shape: `np.stack(df.positions).reshape(-1, n_particles, dim)`.
