@@ -175,8 +175,23 @@ func TestMinimizeCLIErrors(t *testing.T) {
 			}
 		})
 	}
+	// A non-finite start (coinciding LJ particles) is reported and kept, not fatal.
+	cs := shippedConfigsForBG(t, particles.LJ13, "DEM_test_split_LJ13-1000.npy", 2)
+	cs[1].Positions = make([]float64, 39)
+	withBad := filepath.Join(dir, "bad.parquet")
+	writeConfigTableForBG(t, withBad, cs)
+	badOut := filepath.Join(dir, "bad_minima.parquet")
+	code, stdout, stderr := runCLIForMetrics(t, "minimize", "--system", "lj13", "--in", withBad, "--out", badOut, "--json")
+	if code != 0 || !strings.Contains(stdout, `"failed":1`) || !strings.Contains(stderr, "row 1 (id 1)") {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	recs, _, err := table.ReadConfigRecords(badOut)
+	if err != nil || len(recs) != 2 || recs[1].StateID != -1 || !math.IsNaN(recs[1].Energy) || recs[0].StateID != 0 {
+		t.Fatalf("output %+v, %v", recs, err)
+	}
+
 	// LJ13 with pairs counted twice runs.
-	code, stdout, stderr := runCLIForMetrics(t, "minimize", "--system", "lj13", "--energy", "lj13-twice", "--in", lj, "--out", out, "--json")
+	code, stdout, stderr = runCLIForMetrics(t, "minimize", "--system", "lj13", "--energy", "lj13-twice", "--in", lj, "--out", out, "--json")
 	if code != 0 || !strings.Contains(stdout, `"energy":"lj13-twice"`) {
 		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
 	}
