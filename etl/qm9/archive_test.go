@@ -100,7 +100,7 @@ func TestArchiveRoundTrip(t *testing.T) {
 		if orig == nil || m.Split != want[m.ID] || m.Split == "" {
 			t.Fatalf("molecule %d: split %q, want %q", m.ID, m.Split, want[m.ID])
 		}
-		if err := m.Validate(); err != nil {
+		if err := m.ValidateQM9(); err != nil {
 			t.Fatal(err)
 		}
 		atoms += m.NAtoms()

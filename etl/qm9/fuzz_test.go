@@ -76,7 +76,7 @@ func FuzzParseXYZ(f *testing.F) {
 			}
 			return
 		}
-		if err := m.Validate(); err != nil {
+		if err := m.ValidateQM9(); err != nil {
 			t.Fatalf("accepted an invalid molecule: %v", err)
 		}
 		if len(m.Mulliken) != m.NAtoms() || len(m.Freqs) == 0 || m.ID < 1 {
@@ -176,7 +176,7 @@ func FuzzReadArchiveFrom(f *testing.F) {
 		}
 		seen := map[int64]bool{}
 		for _, m := range mols {
-			if err := m.Validate(); err != nil {
+			if err := m.ValidateQM9(); err != nil {
 				t.Fatalf("accepted an invalid molecule: %v", err)
 			}
 			if m.Split == "" || seen[m.ID] {
@@ -208,7 +208,7 @@ func FuzzReadNPZ(f *testing.F) {
 		seen := map[int64]bool{}
 		for i := range mols {
 			m := &mols[i]
-			if err := m.Validate(); err != nil {
+			if err := m.ValidateQM9(); err != nil {
 				t.Fatalf("accepted an invalid molecule: %v", err)
 			}
 			if m.ID < 1 || seen[m.ID] || m.Split != Test {

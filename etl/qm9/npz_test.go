@@ -25,7 +25,7 @@ func TestReadNPZRealTestSplit(t *testing.T) {
 	positional := 0
 	for i := range mols {
 		m := &mols[i]
-		if err := m.Validate(); err != nil {
+		if err := m.ValidateQM9(); err != nil {
 			t.Fatal(err)
 		}
 		if m.Split != Test {

@@ -28,7 +28,7 @@ const placeholder = "-"
 // frequencies with the single value Omega1, SMILES/InChI with "-".
 // It fails if m is invalid or holds a non-finite number.
 func AppendXYZ(dst []byte, m *molecule.Molecule) ([]byte, error) {
-	if err := m.Validate(); err != nil {
+	if err := m.ValidateQM9(); err != nil {
 		return dst, fmt.Errorf("qm9: write xyz: %w", err)
 	}
 	num := func(field string, v float64) error {

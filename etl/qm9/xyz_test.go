@@ -58,7 +58,7 @@ func TestParseXYZMethane(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := m.Validate(); err != nil {
+			if err := m.ValidateQM9(); err != nil {
 				t.Fatal(err)
 			}
 			if m.ID != 1 || m.NAtoms() != 5 || m.Z[0] != 6 || m.Z[4] != 1 {

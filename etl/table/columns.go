@@ -17,12 +17,13 @@ import (
 type kind int
 
 const (
-	kindInt       kind = iota // any integer
-	kindFloat                 // float32 or float64
-	kindString                // utf8 family or dictionary of it
-	kindIntList               // list of integers
-	kindFloatList             // list of floats
-	kindVec3List              // list of lists of floats (each inner list of length 3 is checked per row)
+	kindInt        kind = iota // any integer
+	kindFloat                  // float32 or float64
+	kindString                 // utf8 family or dictionary of it
+	kindIntList                // list of integers
+	kindFloatList              // list of floats
+	kindVec3List               // list of lists of floats (each inner list of length 3 is checked per row)
+	kindIntVecList             // list of lists of integers (inner lengths are checked per row)
 )
 
 func (k kind) String() string {
@@ -39,6 +40,8 @@ func (k kind) String() string {
 		return "list<float>"
 	case kindVec3List:
 		return "list<fixed_size_list<float, 3>>"
+	case kindIntVecList:
+		return "list<fixed_size_list<integer, 3>>"
 	}
 	return "?"
 }
@@ -82,6 +85,9 @@ func (k kind) accepts(dt arrow.DataType) bool {
 	case kindVec3List:
 		e, ok := listElem(dt)
 		return ok && kindFloatList.accepts(e)
+	case kindIntVecList:
+		e, ok := listElem(dt)
+		return ok && kindIntList.accepts(e)
 	}
 	return false
 }
@@ -93,7 +99,7 @@ func bindSchema(path string, schema *arrow.Schema, tag string, want []colSpec) (
 		return nil, fmt.Errorf("table: %s: no schema", path)
 	}
 	md := schema.Metadata()
-	if i := md.FindKey(MetaSchema); i >= 0 && md.Values()[i] != tag {
+	if i := md.FindKey(MetaSchema); tag != "" && i >= 0 && md.Values()[i] != tag {
 		return nil, fmt.Errorf("table: %s: wrong schema: %s is %q, want %q", path, MetaSchema, md.Values()[i], tag)
 	}
 	idx := make(map[string]int, len(want))
@@ -118,6 +124,18 @@ func bindSchema(path string, schema *arrow.Schema, tag string, want []colSpec) (
 		idx[c.name] = is[0]
 	}
 	return idx, nil
+}
+
+// bindOptional is bindSchema for columns a file may lack (added to a schema after files were
+// written): absent columns are skipped, present ones must have an acceptable type.
+func bindOptional(path string, schema *arrow.Schema, opt []colSpec) (map[string]int, error) {
+	var present []colSpec
+	for _, c := range opt {
+		if len(schema.FieldIndices(c.name)) > 0 {
+			present = append(present, c)
+		}
+	}
+	return bindSchema(path, schema, "", present)
 }
 
 // Accessors. Each is built once per record batch and checks types with comma-ok assertions,

@@ -35,10 +35,10 @@
 //
 //	| column           | Arrow type                              | null | DuckDB type | content                                                          |
 //	|------------------|-----------------------------------------|------|-------------|------------------------------------------------------------------|
-//	| `id`             | int64                                   | no   | BIGINT      | 1-based GDB-9 index                                              |
+//	| `id`             | int64                                   | no   | BIGINT      | 1-based GDB-9 index (QM9) or input order (etl molecules)         |
 //	| `split`          | string                                  | yes  | VARCHAR     | `train`, `valid`, `test`; null if unassigned                     |
-//	| `n_atoms`        | int32                                   | no   | INTEGER     | number of atoms (1–29) = `len(z)` = `len(positions)`             |
-//	| `z`              | list<int32>                             | no   | INTEGER[]   | atomic numbers (1 H, 6 C, 7 N, 8 O, 9 F)                          |
+//	| `n_atoms`        | int32                                   | no   | INTEGER     | 1–4096 (molecule.MaxMoleculeAtoms; QM9: 1–29) = `len(z)` = `len(positions)` |
+//	| `z`              | list<int32>                             | no   | INTEGER[]   | atomic numbers 1–118 (QM9: 1 H, 6 C, 7 N, 8 O, 9 F)               |
 //	| `positions`      | list<fixed_size_list<float64, 3>>       | no   | DOUBLE[][]  | Cartesian coordinates, Å, raw frame (not centred); `[atom][xyz]` |
 //	| `mulliken`       | list<float64>                           | yes  | DOUBLE[]    | Mulliken partial charges, e (raw archive only)                   |
 //	| `A`, `B`, `C`    | float64                                 | yes  | DOUBLE      | rotational constants, GHz                                        |
@@ -53,6 +53,15 @@
 //	| `freqs`          | list<float64>                           | yes  | DOUBLE[]    | harmonic frequencies, cm⁻¹ (raw archive only)                    |
 //	| `smiles`, `smiles_relaxed` | string                        | yes  | VARCHAR     | GDB-17 and B3LYP-relaxed SMILES (raw archive only)               |
 //	| `inchi`, `inchi_relaxed`   | string                        | yes  | VARCHAR     | GDB-17 and B3LYP-relaxed InChI (raw archive only)                |
+//	| `name`           | string                                  | yes  | VARCHAR     | title: SDF header line, plain-XYZ comment line (etl molecules)   |
+//	| `source`         | string                                  | yes  | VARCHAR     | origin "file#record" (record 1-based; etl molecules)             |
+//	| `formal_charges` | list<int32>                             | yes  | INTEGER[]   | per-atom formal charges (SDF M  CHG / atom block)                |
+//	| `bonds`          | list<fixed_size_list<int32, 3>>         | yes  | INTEGER[3][]| `[atom_a, atom_b, order]`, 0-based atoms, SDF bond type 1–8      |
+//	| `properties`     | string                                  | yes  | VARCHAR     | JSON object of per-molecule properties (extxyz key=value, SDF data items): numbers or strings |
+//
+// The last five columns are optional for readers: files written before they existed read
+// with them null. In the Go record they are Molecule.Name, Source, FormalCharges, Bonds and
+// Properties (an empty map is stored as null). DuckDB: `json_extract(properties, '$.energy')`.
 //
 // The 15 property columns are named exactly as molecule.PropertyNames, in that order, and
 // hold the values of molecule.Molecule.Props (units of the raw archive, as documented there);

@@ -126,6 +126,8 @@ func moleculeRow(m *molecule.Molecule) map[string]any {
 		"mulliken": nullIfNil(m.Mulliken), "omega1": nullIfNaN(m.Omega1), "freqs": nullIfNil(m.Freqs),
 		"smiles": nullIfEmpty(m.SMILES[0]), "smiles_relaxed": nullIfEmpty(m.SMILES[1]),
 		"inchi": nullIfEmpty(m.InChI[0]), "inchi_relaxed": nullIfEmpty(m.InChI[1]),
+		// Optional columns of etl/molfile molecules; null for these synthetic QM9-like rows.
+		"name": nullIfEmpty(m.Name), "source": nullIfEmpty(m.Source), "formal_charges": nil, "bonds": nil, "properties": nil,
 	}
 	for k, p := range molecule.PropertyNames {
 		r[p] = nullIfNaN(m.Props[k])

@@ -134,7 +134,7 @@ func TestReadErrors(t *testing.T) {
 	badMull := molRow(7)
 	badMull["mulliken"] = []float64{0.1}
 	badZ := molRow(8)
-	badZ["z"] = []int{6, 1, 17}
+	badZ["z"] = []int{6, 1, 119}
 	nullPos := molRow(9)
 	delete(nullPos, "positions")
 	twoD := molRow(10)

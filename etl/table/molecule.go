@@ -38,6 +38,13 @@ const (
 	colSMILESRelaxed = "smiles_relaxed"
 	colInChI         = "inchi"
 	colInChIRelaxed  = "inchi_relaxed"
+
+	// Optional columns (added for etl/molfile; files written before them still read).
+	colName          = "name"
+	colSource        = "source"
+	colFormalCharges = "formal_charges"
+	colBonds         = "bonds"
+	colProperties    = "properties"
 )
 
 // moleculeUnits is the MetaUnits value of molecule tables (units of the raw QM9 archive, as
@@ -88,6 +95,11 @@ func newMoleculeSchema() *arrow.Schema {
 		arrow.Field{Name: colSMILESRelaxed, Type: arrow.BinaryTypes.String, Nullable: true},
 		arrow.Field{Name: colInChI, Type: arrow.BinaryTypes.String, Nullable: true},
 		arrow.Field{Name: colInChIRelaxed, Type: arrow.BinaryTypes.String, Nullable: true},
+		arrow.Field{Name: colName, Type: arrow.BinaryTypes.String, Nullable: true},
+		arrow.Field{Name: colSource, Type: arrow.BinaryTypes.String, Nullable: true},
+		arrow.Field{Name: colFormalCharges, Type: arrow.ListOfNonNullable(arrow.PrimitiveTypes.Int32), Nullable: true},
+		arrow.Field{Name: colBonds, Type: arrow.ListOfNonNullable(arrow.FixedSizeListOfNonNullable(3, arrow.PrimitiveTypes.Int32)), Nullable: true},
+		arrow.Field{Name: colProperties, Type: arrow.BinaryTypes.String, Nullable: true},
 	)
 	md := arrow.NewMetadata([]string{MetaSchema, MetaUnits}, []string{MoleculeSchemaTag, unitsJSON(moleculeUnits)})
 	return arrow.NewSchema(fields, &md)
@@ -105,6 +117,12 @@ var moleculeColumns = func() []colSpec {
 		colSpec{colSMILES, kindString}, colSpec{colSMILESRelaxed, kindString},
 		colSpec{colInChI, kindString}, colSpec{colInChIRelaxed, kindString})
 }()
+
+// moleculeOptionalColumns may be absent from a file (it then reads as null).
+var moleculeOptionalColumns = []colSpec{
+	{colName, kindString}, {colSource, kindString}, {colFormalCharges, kindIntList},
+	{colBonds, kindIntVecList}, {colProperties, kindString},
+}
 
 // MoleculeWriter streams molecules to a Parquet or Arrow IPC file (chosen by extension, see
 // FormatOf). Nothing appears at the path until Commit; Abort (or a failed Commit) leaves
@@ -124,6 +142,12 @@ type MoleculeWriter struct {
 	mullv, freqsv                         *array.Float64Builder
 	props                                 [molecule.NumProperties]*array.Float64Builder
 	omega1                                *array.Float64Builder
+	name, source, properties              *array.StringBuilder
+	charges                               *array.ListBuilder
+	chargesv                              *array.Int32Builder
+	bonds                                 *array.ListBuilder
+	bondRow                               *array.FixedSizeListBuilder
+	bondv                                 *array.Int32Builder
 }
 
 // NewMoleculeWriter starts writing path (.parquet or .arrow). Rows are buffered and written
@@ -157,6 +181,14 @@ func NewMoleculeWriter(path string) (*MoleculeWriter, error) {
 	w.smilesR = b.Field(i + 3).(*array.StringBuilder)
 	w.inchi = b.Field(i + 4).(*array.StringBuilder)
 	w.inchiR = b.Field(i + 5).(*array.StringBuilder)
+	w.name = b.Field(i + 6).(*array.StringBuilder)
+	w.source = b.Field(i + 7).(*array.StringBuilder)
+	w.charges = b.Field(i + 8).(*array.ListBuilder)
+	w.chargesv = w.charges.ValueBuilder().(*array.Int32Builder)
+	w.bonds = b.Field(i + 9).(*array.ListBuilder)
+	w.bondRow = w.bonds.ValueBuilder().(*array.FixedSizeListBuilder)
+	w.bondv = w.bondRow.ValueBuilder().(*array.Int32Builder)
+	w.properties = b.Field(i + 10).(*array.StringBuilder)
 	return w, nil
 }
 
@@ -174,6 +206,14 @@ func (w *MoleculeWriter) Write(m *molecule.Molecule) error {
 	}
 	if err := m.Validate(); err != nil {
 		return fmt.Errorf("table: write %s: %w", w.w.path, err)
+	}
+	props := ""
+	if len(m.Properties) > 0 {
+		b, err := json.Marshal(m.Properties) // sorted keys; Validate allowed only strings and finite floats
+		if err != nil {
+			return fmt.Errorf("table: write %s: molecule %d: field properties: %w", w.w.path, m.ID, err)
+		}
+		props = string(b)
 	}
 
 	w.id.Append(m.ID)
@@ -198,6 +238,26 @@ func (w *MoleculeWriter) Write(m *molecule.Molecule) error {
 	appendString(w.smilesR, m.SMILES[1])
 	appendString(w.inchi, m.InChI[0])
 	appendString(w.inchiR, m.InChI[1])
+	appendString(w.name, m.Name)
+	appendString(w.source, m.Source)
+	if m.FormalCharges == nil {
+		w.charges.AppendNull()
+	} else {
+		w.charges.Append(true)
+		for _, c := range m.FormalCharges {
+			w.chargesv.Append(int32(c))
+		}
+	}
+	if m.Bonds == nil {
+		w.bonds.AppendNull()
+	} else {
+		w.bonds.Append(true)
+		for _, b := range m.Bonds {
+			w.bondRow.Append(true)
+			w.bondv.AppendValues([]int32{int32(b.A), int32(b.B), int32(b.Order)}, nil)
+		}
+	}
+	appendString(w.properties, props)
 	return w.w.rowDone()
 }
 
@@ -274,6 +334,13 @@ func ScanMolecules(path string, batch int, fn func([]molecule.Molecule) error) e
 	if err != nil {
 		return err
 	}
+	opt, err := bindOptional(path, s.schema, moleculeOptionalColumns)
+	if err != nil {
+		return err
+	}
+	for k, v := range opt {
+		idx[k] = v
+	}
 	var row int64
 	return s.each(func(rec arrow.RecordBatch) error {
 		ms, err := decodeMolecules(path, rec, idx, row)
@@ -316,6 +383,10 @@ func decodeMolecules(path string, rec arrow.RecordBatch, idx map[string]int, row
 	posv := floatValues(inner.child)
 	mullv := floatValues(ml.child)
 	freqv := floatValues(fl.child)
+	ext, err := optionalMoleculeColumns(path, rec, idx)
+	if err != nil {
+		return nil, err
+	}
 
 	n := int(rec.NumRows())
 	out = make([]molecule.Molecule, n)
@@ -335,8 +406,8 @@ func decodeMolecules(path string, rec arrow.RecordBatch, idx map[string]int, row
 		if !ok {
 			return nil, bad(colNAtoms, "null")
 		}
-		if na < 1 || na > molecule.MaxAtoms {
-			return nil, bad(colNAtoms, "%d atoms, want 1..%d", na, molecule.MaxAtoms)
+		if na < 1 || na > molecule.MaxMoleculeAtoms {
+			return nil, bad(colNAtoms, "%d atoms, want 1..%d", na, molecule.MaxMoleculeAtoms)
 		}
 
 		s, e, null, err := zl.span(i)
@@ -402,6 +473,9 @@ func decodeMolecules(path string, rec arrow.RecordBatch, idx map[string]int, row
 		m.SMILES[1], _ = strs[1](i)
 		m.InChI[0], _ = strs[2](i)
 		m.InChI[1], _ = strs[3](i)
+		if err := ext.decode(i, m, bad); err != nil {
+			return nil, err
+		}
 		if err := m.Validate(); err != nil {
 			return nil, fmt.Errorf("table: read %s: row %d: %w", path, r, err)
 		}
@@ -414,4 +488,103 @@ func nanIfNull(v float64, ok bool) float64 {
 		return math.NaN()
 	}
 	return v
+}
+
+// moleculeExt reads the optional columns of one record batch (a nil accessor: column absent).
+type moleculeExt struct {
+	name, source, props stringCol
+	charges             *listCol
+	chargesv            intCol
+	bonds, bondRow      *listCol
+	bondv               intCol
+}
+
+func optionalMoleculeColumns(path string, rec arrow.RecordBatch, idx map[string]int) (*moleculeExt, error) {
+	x := &moleculeExt{}
+	str := func(name string) stringCol {
+		if j, ok := idx[name]; ok {
+			return stringAccessor(rec.Column(j))
+		}
+		return nil
+	}
+	x.name, x.source, x.props = str(colName), str(colSource), str(colProperties)
+	if j, ok := idx[colFormalCharges]; ok {
+		l, ok := listAccessor(rec.Column(j))
+		if !ok {
+			return nil, fmt.Errorf("table: read %s: column %q is not a list array", path, colFormalCharges)
+		}
+		x.charges, x.chargesv = &l, intAccessor(l.child)
+	}
+	if j, ok := idx[colBonds]; ok {
+		l, ok1 := listAccessor(rec.Column(j))
+		var inner listCol
+		ok2 := false
+		if ok1 {
+			inner, ok2 = listAccessor(l.child)
+		}
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("table: read %s: column %q is not a list of lists", path, colBonds)
+		}
+		x.bonds, x.bondRow, x.bondv = &l, &inner, intAccessor(inner.child)
+	}
+	return x, nil
+}
+
+// decode fills the optional fields of m from row i.
+func (x *moleculeExt) decode(i int, m *molecule.Molecule, bad func(column, format string, a ...any) error) error {
+	if x.name != nil {
+		m.Name, _ = x.name(i)
+	}
+	if x.source != nil {
+		m.Source, _ = x.source(i)
+	}
+	if x.charges != nil {
+		s, e, null, err := x.charges.span(i)
+		switch {
+		case err != nil:
+			return bad(colFormalCharges, "%v", err)
+		case !null:
+			if err := noNulls(x.charges.child, s, e); err != nil {
+				return bad(colFormalCharges, "%v", err)
+			}
+			m.FormalCharges = make([]int, e-s)
+			for j := s; j < e; j++ {
+				v, _ := x.chargesv(j)
+				m.FormalCharges[j-s] = int(v)
+			}
+		}
+	}
+	if x.bonds != nil {
+		s, e, null, err := x.bonds.span(i)
+		switch {
+		case err != nil:
+			return bad(colBonds, "%v", err)
+		case !null:
+			m.Bonds = make([]molecule.Bond, e-s)
+			for j := s; j < e; j++ {
+				bs, be, null, err := x.bondRow.span(j)
+				switch {
+				case err != nil:
+					return bad(colBonds, "bond %d: %v", j-s, err)
+				case null || be-bs != 3:
+					return bad(colBonds, "bond %d: want 3 integers (atom, atom, order)", j-s)
+				}
+				if err := noNulls(x.bondRow.child, bs, be); err != nil {
+					return bad(colBonds, "bond %d: %v", j-s, err)
+				}
+				a, _ := x.bondv(bs)
+				b, _ := x.bondv(bs + 1)
+				o, _ := x.bondv(bs + 2)
+				m.Bonds[j-s] = molecule.Bond{A: int(a), B: int(b), Order: int(o)}
+			}
+		}
+	}
+	if x.props != nil {
+		if js, ok := x.props(i); ok && js != "" {
+			if err := json.Unmarshal([]byte(js), &m.Properties); err != nil {
+				return bad(colProperties, "not a JSON object: %v", err)
+			}
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -185,14 +186,14 @@ func TestWriteRejectsInvalid(t *testing.T) {
 	noAtoms := synthMolecule(101, 2)
 	noAtoms.Z, noAtoms.Positions = nil, nil
 	badZ := synthMolecule(102, 2)
-	badZ.Z[1] = 17
+	badZ.Z[1] = molecule.MaxZ + 1
 	nanPos := synthMolecule(103, 3)
 	nanPos.Positions[2][1] = math.NaN()
 	short := synthMolecule(104, 3)
 	short.Positions = short.Positions[:2]
 	badMull := synthMolecule(105, 3)
 	badMull.Mulliken = badMull.Mulliken[:1]
-	tooMany := synthMolecule(106, molecule.MaxAtoms+1)
+	tooMany := synthMolecule(106, molecule.MaxMoleculeAtoms+1)
 	molTests := []struct {
 		name string
 		m    *molecule.Molecule
@@ -520,6 +521,65 @@ func TestLargeRoundTrip(t *testing.T) {
 			t.Logf("%d molecules: write %v, read %v, %.1f MiB", n, wrote, read, float64(st.Size())/(1<<20))
 			if wrote+read > 10*time.Second {
 				t.Errorf("round trip of %d molecules took %v, want < 10 s", n, wrote+read)
+			}
+		})
+	}
+}
+
+// TestMoleculeGeneralElementsAndOptionalColumns writes molecules outside QM9 (S, Cl, Xe, more
+// than 29 atoms) with formal charges, bonds and properties, and reads them back unchanged;
+// invalid optional fields are rejected.
+func TestMoleculeGeneralElementsAndOptionalColumns(t *testing.T) {
+	big := synthMolecule(2, 40)
+	for i := range big.Z {
+		big.Z[i] = 6
+	}
+	small := synthMolecule(1, 3)
+	small.Z = []int{16, 17, 54}
+	small.Name = "thio chloride"
+	small.Source = "a.sdf#1"
+	small.FormalCharges = []int{0, -1, 1}
+	small.Bonds = []molecule.Bond{{A: 0, B: 1, Order: 1}, {A: 1, B: 2, Order: 2}}
+	small.Properties = map[string]any{"energy": -1.25, "tag": "x y"}
+	for _, ext := range []string{"parquet", "arrow"} {
+		t.Run(ext, func(t *testing.T) {
+			path := tempPath(t, "general."+ext)
+			writeMolecules(t, path, []molecule.Molecule{small, big})
+			got, err := ReadMolecules(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 2 {
+				t.Fatalf("%d molecules, want 2", len(got))
+			}
+			for k, want := range []molecule.Molecule{small, big} {
+				if !reflect.DeepEqual(got[k].Z, want.Z) || !reflect.DeepEqual(got[k].Positions, want.Positions) ||
+					!reflect.DeepEqual(got[k].FormalCharges, want.FormalCharges) || !reflect.DeepEqual(got[k].Bonds, want.Bonds) ||
+					!reflect.DeepEqual(got[k].Properties, want.Properties) || got[k].Name != want.Name || got[k].Source != want.Source {
+					t.Errorf("molecule %d read back as %+v, want %+v", k, got[k], want)
+				}
+			}
+		})
+	}
+	bad := []struct {
+		name string
+		edit func(m *molecule.Molecule)
+		want string
+	}{
+		{"z 119", func(m *molecule.Molecule) { m.Z[0] = 119 }, "unknown atomic number 119"},
+		{"charges length", func(m *molecule.Molecule) { m.FormalCharges = []int{1} }, "field formal_charges"},
+		{"bond atom", func(m *molecule.Molecule) { m.Bonds = []molecule.Bond{{A: 0, B: 3, Order: 1}} }, "field bonds"},
+		{"bond order", func(m *molecule.Molecule) { m.Bonds = []molecule.Bond{{A: 0, B: 1, Order: 0}} }, "order 0"},
+		{"NaN property", func(m *molecule.Molecule) { m.Properties = map[string]any{"e": math.NaN()} }, "non-finite"},
+		{"too many atoms", func(m *molecule.Molecule) { *m = synthMolecule(1, molecule.MaxMoleculeAtoms+1) }, "more than 4096"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			m := synthMolecule(1, 3)
+			tc.edit(&m)
+			err := m.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate = %v, want error containing %q", err, tc.want)
 			}
 		})
 	}

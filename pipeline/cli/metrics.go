@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,7 +66,7 @@ func runMetricsStability(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("stability of %s: %w", *in, err)
 	}
-	if s.Molecules == 0 {
+	if s.Molecules == 0 && s.UncoveredMolecules == 0 {
 		return fmt.Errorf("stability of %s: no molecules%s", *in, nAtomsNote(*nAtoms))
 	}
 	sum := s.Summary()
@@ -82,12 +83,29 @@ func runMetricsStability(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(w, "atoms:        %d\n", sum.NAtoms)
 	fmt.Fprintf(w, "mol_stable:   %.4f  (%d/%d)\n", sum.MolStable, sum.NStableMolecules, sum.NMolecules)
 	fmt.Fprintf(w, "atom_stable:  %.4f  (%d/%d)\n", sum.AtomStable, sum.NStableAtoms, sum.NAtoms)
-	fmt.Fprintf(w, "\n%-4s %9s %9s %8s  %s\n", "elem", "atoms", "stable", "frac", "valence (total bond order: atoms)")
-	for t, sym := range molecule.Symbols {
-		e, ok := sum.Elements[sym]
-		if !ok {
-			continue
+	if sum.NUncoveredMolecules > 0 {
+		syms := make([]string, 0, len(sum.UncoveredElements))
+		for sym := range sum.UncoveredElements {
+			syms = append(syms, sym)
 		}
+		sort.Slice(syms, func(i, j int) bool { return molecule.NumberOfSymbol(syms[i]) < molecule.NumberOfSymbol(syms[j]) })
+		parts := make([]string, len(syms))
+		for i, sym := range syms {
+			parts[i] = fmt.Sprintf("%s:%d", sym, sum.UncoveredElements[sym])
+		}
+		fmt.Fprintf(w, "uncovered:    %d molecules (%d atoms) not judged: %d atoms of elements without valence/bond data (%s)\n",
+			sum.NUncoveredMolecules, sum.NExcludedAtoms, sum.UncoveredAtoms, strings.Join(parts, " "))
+	}
+	fmt.Fprintf(w, "\n%-4s %9s %9s %8s  %s\n", "elem", "atoms", "stable", "frac", "valence (total bond order: atoms)")
+	var present []string
+	for sym := range sum.Elements {
+		present = append(present, sym)
+	}
+	// Ascending atomic number (for QM9 the one-hot order H, C, N, O, F).
+	sort.Slice(present, func(i, j int) bool { return molecule.NumberOfSymbol(present[i]) < molecule.NumberOfSymbol(present[j]) })
+	for _, sym := range present {
+		e := sum.Elements[sym]
+		allowed := metrics.AllowedValences(molecule.NumberOfSymbol(sym))
 		orders := make([]int, 0, len(e.Valence))
 		for k := range e.Valence {
 			orders = append(orders, k)
@@ -96,7 +114,7 @@ func runMetricsStability(ctx context.Context, env *Env, args []string) error {
 		parts := make([]string, len(orders))
 		for i, k := range orders {
 			mark := ""
-			if k == metrics.Valence[t] {
+			if slices.Contains(allowed, k) {
 				mark = "*"
 			}
 			parts[i] = fmt.Sprintf("%d%s:%d", k, mark, e.Valence[k])

@@ -4,7 +4,9 @@
 // the QM9 molecule-size distribution p(N).
 //
 // Atoms are identified by their type index in the one-hot order of en_flows
-// (H→0, C→1, N→2, O→3, F→4, see molecule.Symbols); positions are in Å.
+// (H→0, C→1, N→2, O→3, F→4, see molecule.Symbols) or, through AddNumbers/AddMolecule, by
+// atomic number, which also covers B, Si, P, S, Cl, As, Br and I (stability_elements.go;
+// molecules with other elements are reported as uncovered); positions are in Å.
 package metrics
 
 import (
@@ -153,6 +155,9 @@ type MoleculeResult struct {
 	Stable  bool // every atom has exactly its allowed valence
 	NStable int  // number of stable atoms
 	NAtoms  int
+	// Uncovered: the molecule has an atom of an element without valence/bond data; it is
+	// neither stable nor unstable (Stable false, NStable 0) and not in the pooled ratios.
+	Uncovered bool
 }
 
 // CheckStability evaluates one molecule given type indices and positions in Å.
@@ -195,6 +200,15 @@ type Stability struct {
 	Atoms           int64
 	StableAtoms     int64
 	Elements        [NumTypes]ElementStats // indexed by type index
+	Other           map[int]*ElementStats  // covered elements outside QM9, by atomic number
+
+	// Molecules with an uncovered atom (see stability_elements.go): they are not in the
+	// counts above. UncoveredAtoms counts their atoms of uncovered elements (per atomic number
+	// in UncoveredElements), ExcludedAtoms all their atoms.
+	UncoveredMolecules int64
+	UncoveredAtoms     int64
+	ExcludedAtoms      int64
+	UncoveredElements  map[int]int64
 
 	totals []int // scratch
 	types  []int // scratch
@@ -231,12 +245,15 @@ func (s *Stability) Add(types []int, pos [][3]float64) (MoleculeResult, error) {
 	return r, nil
 }
 
-// AddNumbers is Add for atomic numbers instead of type indices.
+// AddNumbers is Add for atomic numbers instead of type indices. A molecule of H, C, N, O
+// and F only takes exactly the reference path (Add); one with other covered elements uses the
+// extended tables (BondOrderZ, AllowedValences); one with an uncovered element is counted in
+// UncoveredMolecules (not an error). An atomic number outside 1..118 is an error.
 func (s *Stability) AddNumbers(z []int, pos [][3]float64) (MoleculeResult, error) {
 	types, err := TypesFromNumbers(s.types[:0], z)
 	s.types = types
 	if err != nil {
-		return MoleculeResult{}, err
+		return s.addGeneral(z, pos)
 	}
 	return s.Add(types, pos)
 }
@@ -256,8 +273,16 @@ func (s *Stability) Merge(o *Stability) {
 	s.StableMolecules += o.StableMolecules
 	s.Atoms += o.Atoms
 	s.StableAtoms += o.StableAtoms
-	for t := range NumTypes {
-		e, f := &s.Elements[t], &o.Elements[t]
+	s.UncoveredMolecules += o.UncoveredMolecules
+	s.UncoveredAtoms += o.UncoveredAtoms
+	s.ExcludedAtoms += o.ExcludedAtoms
+	for z, c := range o.UncoveredElements {
+		if s.UncoveredElements == nil {
+			s.UncoveredElements = map[int]int64{}
+		}
+		s.UncoveredElements[z] += c
+	}
+	merge := func(e, f *ElementStats) {
 		e.Atoms += f.Atoms
 		e.Stable += f.Stable
 		for k, v := range f.Valence {
@@ -266,6 +291,12 @@ func (s *Stability) Merge(o *Stability) {
 			}
 			e.Valence[k] += v
 		}
+	}
+	for t := range NumTypes {
+		merge(&s.Elements[t], &o.Elements[t])
+	}
+	for z, f := range o.Other {
+		merge(s.elementStats(z), f)
 	}
 }
 
@@ -301,6 +332,13 @@ type StabilitySummary struct {
 	AtomStable       float64                   `json:"atom_stable"`
 	MolStable        float64                   `json:"mol_stable"`
 	Elements         map[string]ElementSummary `json:"elements"` // by element symbol; only elements seen
+	// Molecules with an atom of an element without valence/bond data (not in the ratios or
+	// counts above), their atoms of uncovered elements (by symbol in UncoveredElements) and
+	// all their atoms.
+	NUncoveredMolecules int64            `json:"n_uncovered_molecules"`
+	UncoveredAtoms      int64            `json:"uncovered_atoms"`
+	NExcludedAtoms      int64            `json:"n_excluded_atoms"`
+	UncoveredElements   map[string]int64 `json:"uncovered_elements"`
 }
 
 // Summary returns the JSON-friendly view of s.
@@ -313,18 +351,32 @@ func (s *Stability) Summary() StabilitySummary {
 		AtomStable:       zeroNaN(s.AtomStable()),
 		MolStable:        zeroNaN(s.MolStable()),
 		Elements:         map[string]ElementSummary{},
+
+		NUncoveredMolecules: s.UncoveredMolecules,
+		UncoveredAtoms:      s.UncoveredAtoms,
+		NExcludedAtoms:      s.ExcludedAtoms,
+		UncoveredElements:   map[string]int64{},
 	}
-	for t, e := range s.Elements {
+	add := func(sym string, e *ElementStats) {
 		if e.Atoms == 0 {
-			continue
+			return
 		}
 		v := make(map[int]int64, len(e.Valence))
 		for k, c := range e.Valence {
 			v[k] = c
 		}
-		out.Elements[molecule.Symbols[t]] = ElementSummary{
+		out.Elements[sym] = ElementSummary{
 			Atoms: e.Atoms, Stable: e.Stable, AtomStable: ratio(e.Stable, e.Atoms), Valence: v,
 		}
+	}
+	for t := range s.Elements {
+		add(molecule.Symbols[t], &s.Elements[t])
+	}
+	for z, e := range s.Other {
+		add(molecule.Symbol(z), e)
+	}
+	for z, c := range s.UncoveredElements {
+		out.UncoveredElements[molecule.Symbol(z)] += c
 	}
 	return out
 }

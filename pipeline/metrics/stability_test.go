@@ -195,9 +195,13 @@ func TestStabilityErrors(t *testing.T) {
 			return err
 		}, "atom 1: type index 7"},
 		{"bad atomic number", func(s *Stability) error {
-			_, err := s.AddNumbers([]int{6, 16}, [][3]float64{{0, 0, 0}, {1, 0, 0}})
+			_, err := s.AddNumbers([]int{6, 119}, [][3]float64{{0, 0, 0}, {1, 0, 0}})
 			return err
-		}, "atom 1: atomic number 16"},
+		}, "atom 1: atomic number 119"},
+		{"general length mismatch", func(s *Stability) error {
+			_, err := s.AddNumbers([]int{6, 16}, [][3]float64{{0, 0, 0}})
+			return err
+		}, "1 positions for 2 atoms"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
