@@ -13,6 +13,8 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX idiom.
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/enflow/enflow/internal/graphutil"
 )
 
 var sharedBackend backends.Backend
@@ -400,7 +402,7 @@ func TestSimpleIsGradientOfPotential(t *testing.T) {
 	out := exec(t, ctx, 0.2, x, nil, []int{b, n, d}, func(ctx *context.Context, tt, s, m *Node) []*Node {
 		_, _, dist := pairGeometry(s)
 		gv, _ := SimplePotential(ctx, cfg, dist)
-		u := ReduceAllSum(Mul(gv, pairMask(s.Graph(), cfg.DType, n, nil)))
+		u := ReduceAllSum(Mul(gv, graphutil.PairMask(s.Graph(), cfg.DType, n, nil)))
 		return []*Node{f(ctx, tt, s, m), Neg(Gradient(u, s)[0])}
 	})
 	if e := relErr(out[0], out[1]); e > 1e-10 {

@@ -7,6 +7,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX idiom.
 	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/enflow/enflow/internal/graphutil"
 )
 
 // ScopeGNN is the sub-scope of ctx holding the GNF dynamics' GNN. Inside it the layout follows
@@ -74,7 +76,7 @@ func GNN(cfg GNNConfig) dynamics.Func {
 		dims := state.Shape().Dimensions
 		b, n, dim := dims[0], dims[1], dims[2]
 		H := cfg.Hidden
-		nm := nodeMask3(mask, dt, b, n)
+		nm := graphutil.NodeMask(mask, dt, b, n)
 		x := state
 		if nm != nil {
 			x = Mul(x, nm)
@@ -83,22 +85,22 @@ func GNN(cfg GNNConfig) dynamics.Func {
 		// Embedding of [t, x_i]: x·W_x + t·w_t + b (fan-in 1 + D, as nn.Linear(1+D, H)).
 		ce := ctx.In("embedding")
 		fanIn := 1 + dim
-		h := dense(x, param(ce, g, dt, "w_x", fanIn, dim, H))
-		tw := Mul(timeScalar(dt, t), param(ce, g, dt, "w_t", fanIn, H))
-		h = addBias(h, Add(tw, param(ce, g, dt, "b", fanIn, H)))
+		h := graphutil.Dense(x, graphutil.Param(ce, g, dt, "w_x", fanIn, dim, H))
+		tw := Mul(graphutil.TimeScalar(t, dt), graphutil.Param(ce, g, dt, "w_t", fanIn, H))
+		h = graphutil.AddBias(h, Add(tw, graphutil.Param(ce, g, dt, "b", fanIn, H)))
 		if nm != nil {
 			h = Mul(h, nm)
 		}
 
-		em := pairMask(g, dt, n, nm) // (B|1,N,N,1)
+		em := graphutil.PairMask(g, dt, n, nm) // (B|1,N,N,1)
 		for k := range cfg.Layers {
 			h = gclLayer(ctx.In(fmt.Sprintf("gcl_%d", k)), cfg, h, em, nm)
 		}
-		v := linear(ctx.In("embedding_out"), dt, h, H, dim)
+		v := graphutil.Linear(ctx.In("embedding_out"), dt, h, H, dim, true)
 		if nm != nil {
 			v = Mul(v, nm)
 		}
-		return removeMean(v, nm)
+		return graphutil.RemoveMean(v, nm)
 	}
 }
 
@@ -111,22 +113,22 @@ func gclLayer(ctx *context.Context, cfg GNNConfig, h, em, nm *Node) *Node {
 
 	// edge_mlp.0 on [h_i, h_j] (fan-in 2H), factorised: (h_i·W_i + b) + h_j·W_j.
 	c0 := ctx.In("edge_mlp_0")
-	hi := addBias(dense(h, param(c0, g, dt, "w_hi", 2*H, H, H)), param(c0, g, dt, "b", 2*H, H))
-	hj := dense(h, param(c0, g, dt, "w_hj", 2*H, H, H))
+	hi := graphutil.AddBias(graphutil.Dense(h, graphutil.Param(c0, g, dt, "w_hi", 2*H, H, H)), graphutil.Param(c0, g, dt, "b", 2*H, H))
+	hj := graphutil.Dense(h, graphutil.Param(c0, g, dt, "w_hj", 2*H, H, H))
 	pre := Add(Reshape(hi, b, n, 1, H), Reshape(hj, b, 1, n, H))
-	m := silu(linear(ctx.In("edge_mlp_2"), dt, silu(pre), H, H)) // (B,N,N,H)
+	m := silu(graphutil.Linear(ctx.In("edge_mlp_2"), dt, silu(pre), H, H, true)) // (B,N,N,H)
 	gate := em
 	if cfg.Attention {
-		gate = Mul(Sigmoid(linear(ctx.In("att_mlp_0"), dt, m, H, 1)), em) // (B,N,N,1)
+		gate = Mul(Sigmoid(graphutil.Linear(ctx.In("att_mlp_0"), dt, m, H, 1, true)), em) // (B,N,N,1)
 	}
 	m = Mul(m, gate)
 	agg := ReduceSum(m, 2) // (B,N,H)
 
 	// node_mlp on [h_i, a_i] (fan-in 2H).
 	cn := ctx.In("node_mlp_0")
-	u := Add(dense(h, param(cn, g, dt, "w_h", 2*H, H, H)), dense(agg, param(cn, g, dt, "w_a", 2*H, H, H)))
-	u = silu(addBias(u, param(cn, g, dt, "b", 2*H, H)))
-	u = linear(ctx.In("node_mlp_2"), dt, u, H, H)
+	u := Add(graphutil.Dense(h, graphutil.Param(cn, g, dt, "w_h", 2*H, H, H)), graphutil.Dense(agg, graphutil.Param(cn, g, dt, "w_a", 2*H, H, H)))
+	u = silu(graphutil.AddBias(u, graphutil.Param(cn, g, dt, "b", 2*H, H)))
+	u = graphutil.Linear(ctx.In("node_mlp_2"), dt, u, H, H, true)
 	if cfg.Recurrent {
 		u = Add(h, u)
 	}

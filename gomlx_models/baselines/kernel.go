@@ -11,6 +11,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/context/initializers"
+
+	"github.com/enflow/enflow/internal/graphutil"
 )
 
 // ScopeKernel is the sub-scope of ctx holding the kernel-dynamics variables.
@@ -173,16 +175,16 @@ func (k kernelField) velocity(ctx *context.Context, t, state, mask *Node, withDi
 	ctx = ctx.In(ScopeKernel).Checked(false)
 	dims := state.Shape().Dimensions
 	b, n, dim := dims[0], dims[1], dims[2]
-	nm := nodeMask3(mask, cfg.DType, b, n)
+	nm := graphutil.NodeMask(mask, cfg.DType, b, n)
 	x := state
 	if nm != nil {
 		x = Mul(x, nm)
 	}
 	r, s, d := pairGeometry(x)
-	phi, dphi := kernelForce(ctx, cfg, timeScalar(cfg.DType, t), d)
-	pm := pairMask(x.Graph(), cfg.DType, n, nm)
+	phi, dphi := kernelForce(ctx, cfg, graphutil.TimeScalar(t, cfg.DType), d)
+	pm := graphutil.PairMask(x.Graph(), cfg.DType, n, nm)
 	phi = Mul(phi, pm)
-	v = removeMean(pairSum(phi, r), nm)
+	v = graphutil.RemoveMean(pairSum(phi, r), nm)
 	if withDiv {
 		term := Add(MulScalar(phi, float64(dim)), Mul(Mul(dphi, pm), Div(s, d))) // (B,N,N,1)
 		div = ReduceSum(Reshape(term, b, n*n), 1)
@@ -197,12 +199,12 @@ func KernelForce(ctx *context.Context, cfg KernelConfig, t, d *Node) (phi, dphi 
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	return kernelForce(ctx.In(ScopeKernel).Checked(false), cfg, timeScalar(cfg.DType, t), d)
+	return kernelForce(ctx.In(ScopeKernel).Checked(false), cfg, graphutil.TimeScalar(t, cfg.DType), d)
 }
 
 // kernelVar creates (or fetches) a variable with a given initial value; trainable as asked.
 func kernelVar(ctx *context.Context, dt dtypes.DType, name string, init []float64, trainable bool, dims ...int) *context.Variable {
-	v := ctx.VariableWithValue(name, floatTensor(dt, init, dims...))
+	v := ctx.VariableWithValue(name, graphutil.MustTensor(dt, init, dims...))
 	v.SetTrainable(trainable)
 	return v
 }
@@ -247,15 +249,15 @@ func kernelForce(ctx *context.Context, cfg KernelConfig, t, d *Node) (phi, dphi 
 	mu := Reshape(ConstAsDType(g, dt, cfg.Mus), 1, nk)
 	c := Reshape(Exp(MulScalar(nlg, 2)), 1, nk) // inv_gamma² = e^{2ν}
 	kappa, dkappa := normalisedRBF(u, mu, c, true)
-	f := addBias(dense(Add(kappa, Reshape(Square(imp), 1, nk)), w), bias) // (P,T)
-	df := dense(dkappa, w)                                                // (P,T)
+	f := graphutil.AddBias(graphutil.Dense(Add(kappa, Reshape(Square(imp), 1, nk)), w), bias) // (P,T)
+	df := graphutil.Dense(dkappa, w)                                                          // (P,T)
 	if len(cfg.MusTime) > 0 {
 		nlgt := kernelVar(ctx, dt, VarNegLogGammasTime, negLog(cfg.GammasTime), cfg.TrainTimeGammas, nt).ValueGraph(g)
 		muT := Reshape(ConstAsDType(g, dt, cfg.MusTime), 1, nt)
 		cT := Reshape(Exp(MulScalar(nlgt, 2)), 1, nt)
 		wt, _ := normalisedRBF(Reshape(t, 1, 1), muT, cT, false) // (1,T)
 		wt = Reshape(wt, nt, 1)
-		f, df = dense(f, wt), dense(df, wt)
+		f, df = graphutil.Dense(f, wt), graphutil.Dense(df, wt)
 	}
 	return Reshape(f, dims...), Reshape(df, dims...)
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX idiom.
 	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/enflow/enflow/internal/graphutil"
 )
 
 // ScopeSimple is the sub-scope of ctx holding the simple-dynamics MLP ("dense_k/{w,b}").
@@ -76,15 +78,15 @@ func Simple(cfg SimpleConfig) dynamics.Func {
 		ctx = ctx.In(ScopeSimple).Checked(false)
 		dims := state.Shape().Dimensions
 		b, n := dims[0], dims[1]
-		nm := nodeMask3(mask, cfg.DType, b, n)
+		nm := graphutil.NodeMask(mask, cfg.DType, b, n)
 		x := state
 		if nm != nil {
 			x = Mul(x, nm)
 		}
 		r, _, d := pairGeometry(x)
 		_, dg := simplePotential(ctx, cfg, d) // g′(d_ij)
-		phi := Mul(MulScalar(Div(dg, d), -2), pairMask(x.Graph(), cfg.DType, n, nm))
-		return removeMean(pairSum(phi, r), nm)
+		phi := Mul(MulScalar(Div(dg, d), -2), graphutil.PairMask(x.Graph(), cfg.DType, n, nm))
+		return graphutil.RemoveMean(pairSum(phi, r), nm)
 	}
 }
 
@@ -110,17 +112,17 @@ func simplePotential(ctx *context.Context, cfg SimpleConfig, d *Node) (val, deri
 	in := k
 	for l, width := range cfg.Hidden {
 		c := ctx.In(fmt.Sprintf("dense_%d", l))
-		w := param(c, g, dt, "w", in, in, width)
-		bias := param(c, g, dt, "b", in, width)
-		h = Tanh(addBias(dense(h, w), bias))
-		dh = Mul(OneMinus(Square(h)), dense(dh, w))
+		w := graphutil.Param(c, g, dt, "w", in, in, width)
+		bias := graphutil.Param(c, g, dt, "b", in, width)
+		h = Tanh(graphutil.AddBias(graphutil.Dense(h, w), bias))
+		dh = Mul(OneMinus(Square(h)), graphutil.Dense(dh, w))
 		in = width
 	}
 	c := ctx.In(fmt.Sprintf("dense_%d", len(cfg.Hidden)))
-	w := param(c, g, dt, "w", in, in, 1)
-	bias := param(c, g, dt, "b", in, 1)
-	val = Reshape(addBias(dense(h, w), bias), dims...)
-	deriv = Reshape(dense(dh, w), dims...)
+	w := graphutil.Param(c, g, dt, "w", in, in, 1)
+	bias := graphutil.Param(c, g, dt, "b", in, 1)
+	val = Reshape(graphutil.AddBias(graphutil.Dense(h, w), bias), dims...)
+	deriv = Reshape(graphutil.Dense(dh, w), dims...)
 	return val, deriv
 }
 

@@ -48,6 +48,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/enflow/enflow/gomlx_models/ode"
+	"github.com/enflow/enflow/internal/graphutil"
 )
 
 // DynamicsFunc is a velocity field: t is a scalar, state is (B, N, C), mask is (B, N) of 0/1 or
@@ -324,7 +325,7 @@ func (m *Model) InitVariables(x, mask *tensors.Tensor) error {
 	if err != nil {
 		return fmt.Errorf("cnf: building the dynamics to initialize variables: %w", err)
 	}
-	freeAll(out)
+	graphutil.Free(out...)
 	m.vars = trainableVariables(m.ctx)
 	if len(m.vars) == 0 {
 		m.vars = []*context.Variable{} // non-nil: frozen, even if empty

@@ -12,9 +12,10 @@ import (
 
 	"github.com/enflow/enflow/gomlx_models/ode"
 	"github.com/enflow/enflow/gomlx_models/prior"
+	"github.com/enflow/enflow/internal/graphutil"
 )
 
-func f64(t *tensors.Tensor) []float64 { return toFloat64(t) }
+func f64(t *tensors.Tensor) []float64 { return graphutil.MustFloats(t) }
 
 // fdJacobian returns the full Jacobian ∂f_i/∂x_j (B, K, K) of the plain dynamics by central
 // differences, perturbing coordinate j of every sample at once (samples are independent).

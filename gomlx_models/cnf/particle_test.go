@@ -14,6 +14,7 @@ import (
 	"github.com/enflow/enflow/gomlx_models/dynamics"
 	"github.com/enflow/enflow/gomlx_models/egnn"
 	"github.com/enflow/enflow/gomlx_models/prior"
+	"github.com/enflow/enflow/internal/graphutil"
 )
 
 // smallParticle is dynamics.Particle with a reduced EGNN (same architecture, narrower and
@@ -215,7 +216,7 @@ func benchTraining(b *testing.B, batch, n, d int, cfg Config) {
 	if _, _, g, _, err := m.LossAndGrad(x, nil, 0); err != nil {
 		b.Fatal(err)
 	} else {
-		freeAll(g)
+		graphutil.Free(g...)
 	}
 	var nfeF, nfeB, iters int
 	var wallF, wallB float64
@@ -227,7 +228,7 @@ func benchTraining(b *testing.B, batch, n, d int, cfg Config) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		freeAll(g)
+		graphutil.Free(g...)
 		nfeF += st.Forward.NFE
 		nfeB += st.Backward.NFE
 		wallF += st.Forward.Wall.Seconds()

@@ -7,12 +7,12 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/enflow/enflow/gomlx_models/ode"
 	"github.com/enflow/enflow/gomlx_models/prior"
+	"github.com/enflow/enflow/internal/graphutil"
 )
 
 func withOptional(in []any, ts ...*tensors.Tensor) []any {
@@ -22,14 +22,6 @@ func withOptional(in []any, ts ...*tensors.Tensor) []any {
 		}
 	}
 	return in
-}
-
-func freeAll(ts []*tensors.Tensor) {
-	for _, t := range ts {
-		if t != nil {
-			_ = t.FinalizeAll()
-		}
-	}
 }
 
 // checkInput validates x (B, N, C) and mask (B, N), returning B.
@@ -110,7 +102,7 @@ func (m *Model) forward(x *tensors.Tensor, args []*tensors.Tensor, b int) (*ode.
 		y0 = append(y0, zt)
 	}
 	sol, err := m.fwd.Solve(0, 1, y0, args)
-	freeAll(y0[1:])
+	graphutil.Free(y0[1:]...)
 	if err != nil {
 		return nil, fmt.Errorf("cnf: forward solve (t=0→1): %w", err)
 	}
@@ -129,17 +121,17 @@ func (m *Model) Encode(x, mask *tensors.Tensor, seed uint64) (z *tensors.Tensor,
 	if err != nil {
 		return nil, nil, st, err
 	}
-	defer freeAll([]*tensors.Tensor{eps})
+	defer graphutil.Free(eps)
 	sol, err := m.forward(x, args, b)
 	if err != nil {
 		return nil, nil, st, err
 	}
 	st.Forward = sol.Stats
-	lp := toFloat64(sol.Y[1])
+	lp := graphutil.MustFloats(sol.Y[1])
 	for i := range lp {
 		lp[i] = -lp[i]
 	}
-	freeAll(sol.Y[1:])
+	graphutil.Free(sol.Y[1:]...)
 	return sol.Y[0], lp, st, nil
 }
 
@@ -155,20 +147,20 @@ func (m *Model) LogLikelihood(x, mask *tensors.Tensor, seed uint64) ([]float64, 
 	if err != nil {
 		return nil, st, err
 	}
-	defer freeAll([]*tensors.Tensor{eps})
+	defer graphutil.Free(eps)
 	sol, err := m.forward(x, args, b)
 	if err != nil {
 		return nil, st, err
 	}
 	st.Forward = sol.Stats
-	defer freeAll(sol.Y)
+	defer graphutil.Free(sol.Y...)
 	out, err := m.terminalExec.Exec(withOptional(toAny(sol.Y), mask)...)
 	if err != nil {
 		return nil, st, fmt.Errorf("cnf: computing log p(x): %w", err)
 	}
-	defer freeAll(out)
+	defer graphutil.Free(out...)
 	st.Reg = scalar(out[2])
-	return toFloat64(out[3]), st, nil
+	return graphutil.MustFloats(out[3]), st, nil
 }
 
 // LossAndGrad returns the mean NLL plus RegWeight times the mean regulariser (loss), the mean NLL
@@ -187,7 +179,7 @@ func (m *Model) LossAndGrad(x, mask *tensors.Tensor, seed uint64) (loss, nll flo
 	if err != nil {
 		return 0, 0, nil, st, err
 	}
-	defer freeAll([]*tensors.Tensor{eps})
+	defer graphutil.Free(eps)
 	if m.cfg.Grad == GradBackprop {
 		return m.lossAndGradBackprop(x, mask, args, b)
 	}
@@ -203,17 +195,17 @@ func (m *Model) lossAndGradAdjoint(x, mask *tensors.Tensor, args []*tensors.Tens
 	yT := sol.Y
 	out, err := m.terminalExec.Exec(withOptional(toAny(yT), mask)...)
 	if err != nil {
-		freeAll(yT)
+		graphutil.Free(yT...)
 		return 0, 0, nil, st, fmt.Errorf("cnf: computing the loss: %w", err)
 	}
 	loss, nll, st.Reg = scalar(out[0]), scalar(out[1]), scalar(out[2])
-	freeAll(out[:4])
+	graphutil.Free(out[:4]...)
 	adjT := out[4:] // ∂L/∂z, ∂L/∂logp1, [∂L/∂reg1]
 
 	if m.adj == nil {
 		if m.adj, err = ode.New(m.backend, m.ctx, m.adjoint, 2*m.nAug+len(m.vars), m.odeOptions()); err != nil {
-			freeAll(yT)
-			freeAll(adjT)
+			graphutil.Free(yT...)
+			graphutil.Free(adjT...)
 			return 0, 0, nil, st, fmt.Errorf("cnf: adjoint solver: %w", err)
 		}
 	}
@@ -222,12 +214,12 @@ func (m *Model) lossAndGradAdjoint(x, mask *tensors.Tensor, args []*tensors.Tens
 		state = append(state, tensors.FromShape(v.Shape())) // zero-initialized a_θ(1)
 	}
 	asol, err := m.adj.Solve(1, 0, state, args)
-	freeAll(state)
+	graphutil.Free(state...)
 	if err != nil {
 		return 0, 0, nil, st, fmt.Errorf("cnf: adjoint solve (t=1→0): %w", err)
 	}
 	st.Backward = asol.Stats
-	freeAll(asol.Y[:2*m.nAug])
+	graphutil.Free(asol.Y[:2*m.nAug]...)
 	return loss, nll, asol.Y[2*m.nAug:], st, nil
 }
 
@@ -239,7 +231,7 @@ func (m *Model) lossAndGradBackprop(x, mask *tensors.Tensor, args []*tensors.Ten
 			return 0, 0, nil, st, err
 		}
 		st.Forward = sol.Stats
-		freeAll(sol.Y)
+		graphutil.Free(sol.Y...)
 		times, steps = sol.Times, sol.Steps
 	} else {
 		h := 1.0 / float64(m.cfg.Steps)
@@ -281,7 +273,7 @@ func (m *Model) lossAndGradBackprop(x, mask *tensors.Tensor, args []*tensors.Ten
 		return 0, 0, nil, st, fmt.Errorf("cnf: backprop through %d %s steps: %w", len(steps), m.tab.Name, err)
 	}
 	loss, nll, st.Reg = scalar(out[0]), scalar(out[1]), scalar(out[2])
-	freeAll(out[:3])
+	graphutil.Free(out[:3]...)
 	replayNFE := len(steps) * m.tab.NFEPerStep()
 	if m.tab.FSAL {
 		replayNFE++
@@ -323,7 +315,7 @@ func (m *Model) Sample(batch, nodes, dims int, mask *tensors.Tensor, seed uint64
 	}
 	x, st, err := m.Decode(z, mask)
 	if x != z {
-		freeAll([]*tensors.Tensor{z})
+		graphutil.Free(z)
 	}
 	return x, st, err
 }
@@ -336,19 +328,4 @@ func toAny(ts []*tensors.Tensor) []any {
 	return out
 }
 
-func toFloat64(t *tensors.Tensor) []float64 {
-	switch t.DType() {
-	case dtypes.Float64:
-		return tensors.MustCopyFlatData[float64](t)
-	case dtypes.Float32:
-		v := tensors.MustCopyFlatData[float32](t)
-		out := make([]float64, len(v))
-		for i, e := range v {
-			out[i] = float64(e)
-		}
-		return out
-	}
-	panic(fmt.Sprintf("cnf: unexpected dtype %s", t.DType()))
-}
-
-func scalar(t *tensors.Tensor) float64 { return toFloat64(t)[0] }
+func scalar(t *tensors.Tensor) float64 { return graphutil.MustFloats(t)[0] }

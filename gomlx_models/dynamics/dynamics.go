@@ -21,7 +21,7 @@ import (
 	"fmt"
 
 	"github.com/enflow/enflow/gomlx_models/egnn"
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/enflow/enflow/internal/graphutil"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 )
@@ -54,15 +54,15 @@ func Particle(cfg egnn.Config) Func {
 		checkState(cfg, state, -1)
 		dims := state.Shape().Dimensions
 		b, n := dims[0], dims[1]
-		nodeMask := nodeMask3(mask, cfg.DType, b, n)
+		nodeMask := graphutil.NodeMask(mask, cfg.DType, b, n)
 		x := state
 		if nodeMask != nil {
 			x = Mul(x, nodeMask)
 		}
-		h := BroadcastToDims(Reshape(timeScalar(cfg, t), 1, 1, 1), b, n, 1)
+		h := BroadcastToDims(Reshape(graphutil.TimeScalar(t, cfg.DType), 1, 1, 1), b, n, 1)
 		pairs := egnn.NewPairs(x) // edge attribute r_ij, reused by the first EGNN layer
 		_, xL := egnn.EGNNWithPairs(ctx.In(Scope), cfg, h, x, pairs, pairs.Radial, nodeMask, nil)
-		return removeMean(Sub(xL, x), nodeMask)
+		return graphutil.RemoveMean(Sub(xL, x), nodeMask)
 	}
 }
 
@@ -100,18 +100,19 @@ func QM9(cfg egnn.Config) Func {
 		checkState(ecfg, state, c)
 		g := state.Graph()
 		dt := ecfg.DType
-		nodeMask := nodeMask3(mask, ecfg.DType, b, n)
+		nodeMask := graphutil.NodeMask(mask, ecfg.DType, b, n)
 		if nodeMask != nil {
 			state = Mul(state, nodeMask)
 		}
 		// Channel selection matrices: state·selX = x (C×3), state·selH = h (C×F);
 		// h·embedH + t·lastCol = [h, t] (F×(F+1)); hOut·dropT = hOut[:, :F] ((F+1)×F).
-		x := denseConst(state, selection(g, dt, c, 3, 0, 0))
-		h := denseConst(state, selection(g, dt, c, f, 3, 0))
-		hIn := denseConst(h, selection(g, dt, f, f+1, 0, 0))
+		x := graphutil.Dense(state, graphutil.Selection(g, dt, c, 3, 0, 0))
+		h := graphutil.Dense(state, graphutil.Selection(g, dt, c, f, 3, 0))
+		hIn := graphutil.Dense(h, graphutil.Selection(g, dt, f, f+1, 0, 0))
 		lastCol := make([]float64, f+1)
 		lastCol[f] = 1
-		tCol := Mul(Reshape(timeScalar(ecfg, t), 1, 1, 1), Reshape(ConstAsDType(g, dt, lastCol), 1, 1, f+1))
+		tCol := Mul(Reshape(graphutil.TimeScalar(t, ecfg.DType), 1, 1, 1),
+			Reshape(ConstAsDType(g, dt, lastCol), 1, 1, f+1))
 		hIn = Add(hIn, tCol)
 		pairs := egnn.NewPairs(x) // edge attribute r_ij, reused by the first EGNN layer
 		hOut, xL := egnn.EGNNWithPairs(ctx.In(Scope), ecfg, hIn, x, pairs, pairs.Radial, nodeMask, nil)
@@ -119,10 +120,11 @@ func QM9(cfg egnn.Config) Func {
 		if nodeMask != nil {
 			velX = Mul(velX, nodeMask)
 		}
-		velX = removeMean(velX, nodeMask)
-		velH := denseConst(hOut, selection(g, dt, f+1, f, 0, 0))
+		velX = graphutil.RemoveMean(velX, nodeMask)
+		velH := graphutil.Dense(hOut, graphutil.Selection(g, dt, f+1, f, 0, 0))
 		// [vel_x, vel_h] = vel_x·selXᵀ + vel_h·selHᵀ.
-		return Add(denseConst(velX, selection(g, dt, 3, c, 0, 0)), denseConst(velH, selection(g, dt, f, c, 0, 3)))
+		return Add(graphutil.Dense(velX, graphutil.Selection(g, dt, 3, c, 0, 0)),
+			graphutil.Dense(velH, graphutil.Selection(g, dt, f, c, 0, 3)))
 	}
 }
 
@@ -136,54 +138,4 @@ func checkState(cfg egnn.Config, state *Node, channels int) {
 	if channels > 0 && state.Shape().Dimensions[2] != channels {
 		panic(fmt.Sprintf("dynamics: state must have %d channels, got %s", channels, state.Shape()))
 	}
-}
-
-// nodeMask3 reshapes a (B,N) mask to (B,N,1) of the model dtype; nil stays nil.
-func nodeMask3(mask *Node, dtype dtypes.DType, b, n int) *Node {
-	if mask == nil {
-		return nil
-	}
-	if mask.DType() != dtype {
-		mask = ConvertDType(mask, dtype)
-	}
-	return Reshape(mask, b, n, 1)
-}
-
-// timeScalar returns t as a scalar of the model dtype.
-func timeScalar(cfg egnn.Config, t *Node) *Node {
-	if t.Shape().Size() != 1 {
-		panic(fmt.Sprintf("dynamics: t must be a scalar, got %s", t.Shape()))
-	}
-	t = Reshape(t)
-	if t.DType() != cfg.DType {
-		t = ConvertDType(t, cfg.DType)
-	}
-	return t
-}
-
-// removeMean subtracts the per-sample mean over nodes of v (B,N,D): over all nodes when
-// nodeMask is nil, otherwise over real nodes only (ENF remove_mean_with_mask), keeping padded
-// entries at zero. A sample with no real nodes gets zero velocity (PyTorch would give NaN).
-func removeMean(v, nodeMask *Node) *Node {
-	if nodeMask == nil {
-		return Sub(v, ReduceAndKeep(v, ReduceMean, 1))
-	}
-	count := ReduceAndKeep(nodeMask, ReduceSum, 1)     // (B,1,1)
-	count = Max(count, OnesLike(count))                // avoid 0/0 for empty samples
-	mean := Div(ReduceAndKeep(v, ReduceSum, 1), count) // (B,1,D)
-	return Sub(v, Mul(mean, nodeMask))
-}
-
-// selection returns the constant (rows, cols) matrix with ones at (rowOff+k, colOff+k).
-func selection(g *Graph, dt dtypes.DType, rows, cols, rowOff, colOff int) *Node {
-	data := make([]float64, rows*cols)
-	for k := 0; rowOff+k < rows && colOff+k < cols; k++ {
-		data[(rowOff+k)*cols+colOff+k] = 1
-	}
-	return Reshape(ConstAsDType(g, dt, data), rows, cols)
-}
-
-// denseConst is x·w over the last axis of x.
-func denseConst(x, w *Node) *Node {
-	return DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{0}, nil)
 }

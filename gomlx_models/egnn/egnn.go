@@ -47,6 +47,7 @@ import (
 	"math"
 
 	"github.com/enflow/enflow/gomlx_models/fastvjp"
+	"github.com/enflow/enflow/internal/graphutil"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -151,41 +152,6 @@ const (
 	ScopeAttMLP0      = "att_mlp_0"
 )
 
-// param creates (or fetches) a variable with PyTorch-Linear-like initialisation
-// U(−1/√fanIn, 1/√fanIn) (kaiming_uniform with a=√5 for weights, and the bias default).
-func param(ctx *context.Context, g *Graph, dtype dtypes.DType, name string, fanIn int, dims ...int) *Node {
-	bound := 1 / math.Sqrt(float64(fanIn))
-	v := ctx.WithInitializer(initializers.RandomUniformFn(ctx, -bound, bound)).
-		VariableWithShape(name, shapes.Make(dtype, dims...))
-	return v.ValueGraph(g)
-}
-
-// dense is x·w over the last axis of x (no bias). w is (in, out).
-func dense(x, w *Node) *Node {
-	return DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{0}, nil)
-}
-
-// addBias adds a bias vector b (F) to x (..., F). The broadcast is done on a rank-2 view, which
-// is cheaper in SimpleGo than a rank-4 broadcast.
-func addBias(x, b *Node) *Node {
-	dims := x.Shape().Dimensions
-	f := dims[len(dims)-1]
-	if x.Rank() == 2 {
-		return Add(x, Reshape(b, 1, f))
-	}
-	return Reshape(Add(Reshape(x, -1, f), Reshape(b, 1, f)), dims...)
-}
-
-// linear is a PyTorch nn.Linear(in, out) with variables "w" (in,out) and "b" (out) in ctx.
-func linear(ctx *context.Context, dtype dtypes.DType, x *Node, in, out int, bias bool) *Node {
-	g := x.Graph()
-	y := dense(x, param(ctx, g, dtype, "w", in, in, out))
-	if bias {
-		y = addBias(y, param(ctx, g, dtype, "b", in, out))
-	}
-	return y
-}
-
 // Masks are the dense masks of a batch of graphs: Node (B,N,1) or nil, Edge (B,N,N,1).
 type masks struct {
 	node *Node // (B,N,1) or nil for all-real nodes
@@ -197,41 +163,19 @@ type masks struct {
 // nodeMask it is the constant (1,N,N,1) tensor 1−I. This equals E-NF's QM9 edge_mask and, for
 // particle systems, its "all i≠j" edge list.
 func DefaultEdgeMask(g *Graph, dtype dtypes.DType, n int, nodeMask *Node) *Node {
-	offDiag := make([]float64, n*n)
-	for i := range n {
-		for j := range n {
-			if i != j {
-				offDiag[i*n+j] = 1
-			}
-		}
-	}
-	e := Reshape(ConstAsDType(g, dtype, offDiag), 1, n, n, 1)
-	if nodeMask == nil {
-		return e
-	}
-	b := nodeMask.Shape().Dimensions[0]
-	pair := Mul(Reshape(nodeMask, b, n, 1, 1), Reshape(nodeMask, b, 1, n, 1))
-	return Mul(pair, e)
-}
-
-// asDType converts x to dtype if needed (masks may come as another float type or as bool).
-func asDType(x *Node, dtype dtypes.DType) *Node {
-	if x.DType() == dtype {
-		return x
-	}
-	return ConvertDType(x, dtype)
+	return graphutil.PairMask(g, dtype, n, nodeMask)
 }
 
 func prepareMasks(dtype dtypes.DType, x, nodeMask, edgeMask *Node) masks {
 	dims := x.Shape().Dimensions
 	b, n := dims[0], dims[1]
 	if nodeMask != nil {
-		nodeMask = Reshape(asDType(nodeMask, dtype), b, n, 1)
+		nodeMask = Reshape(graphutil.AsDType(nodeMask, dtype), b, n, 1)
 	}
 	if edgeMask == nil {
 		edgeMask = DefaultEdgeMask(x.Graph(), dtype, n, nodeMask)
 	} else {
-		edgeMask = Reshape(asDType(edgeMask, dtype), b, n, n, 1)
+		edgeMask = Reshape(graphutil.AsDType(edgeMask, dtype), b, n, n, 1)
 	}
 	return masks{node: nodeMask, edge: edgeMask}
 }
@@ -303,14 +247,14 @@ func EGNNWithPairs(ctx *context.Context, cfg Config, h, x *Node, pairs Pairs, ed
 		d := x.Shape().Dimensions
 		edgeAttr = Reshape(edgeAttr, d[0], d[1], d[1], cfg.EdgeAttrF)
 	}
-	h = linear(ctx.In(ScopeEmbedding), cfg.DType, h, cfg.InNodeF, cfg.Hidden, true)
+	h = graphutil.Linear(ctx.In(ScopeEmbedding), cfg.DType, h, cfg.InNodeF, cfg.Hidden, true)
 	checkPairs(x, pairs)
 	for k := range cfg.Layers {
 		h, x = layer(ctx.In(LayerScope(k)), cfg, h, x, pairs, edgeAttr, mk)
 		pairs = Pairs{} // layer k+1 sees the updated x
 	}
 	if cfg.OutNodeF > 0 {
-		h = linear(ctx.In(ScopeEmbeddingOut), cfg.DType, h, cfg.Hidden, cfg.OutNodeF, true)
+		h = graphutil.Linear(ctx.In(ScopeEmbeddingOut), cfg.DType, h, cfg.Hidden, cfg.OutNodeF, true)
 		if mk.node != nil {
 			h = Mul(h, mk.node)
 		}
@@ -351,13 +295,7 @@ func checkPairs(x *Node, pairs Pairs) {
 }
 
 // PairDiff returns d_ij = x_i − x_j, shape (B,N,N,D), and r_ij = ‖d_ij‖², shape (B,N,N,1).
-func PairDiff(x *Node) (diff, radial *Node) {
-	d := x.Shape().Dimensions
-	b, n, dim := d[0], d[1], d[2]
-	diff = Sub(Reshape(x, b, n, 1, dim), Reshape(x, b, 1, n, dim))
-	radial = Reshape(ReduceSum(Square(diff), -1), b, n, n, 1)
-	return
-}
+func PairDiff(x *Node) (diff, radial *Node) { return graphutil.PairDiff(x) }
 
 // edgePreactivation computes the first Linear of edge_mlp, W·[h_i, h_j, r_ij, e_ij] + b, in
 // factorised form (h_i·W_hi + b) + h_j·W_hj + r_ij·w_r + e_ij·w_e, with variables in ctx
@@ -369,16 +307,17 @@ func edgePreactivation(ctx *context.Context, cfg Config, h, radial, edgeAttr *No
 	d := h.Shape().Dimensions
 	b, n, H := d[0], d[1], cfg.Hidden
 	edgeIn := 2*H + 1 + cfg.EdgeAttrF // fan-in of PyTorch edge_mlp.0
-	hi := addBias(dense(h, param(ctx, g, dt, "w_hi", edgeIn, H, H)), param(ctx, g, dt, "b", edgeIn, H))
-	hj := dense(h, param(ctx, g, dt, "w_hj", edgeIn, H, H))
+	hi := graphutil.AddBias(graphutil.Dense(h, graphutil.Param(ctx, g, dt, "w_hi", edgeIn, H, H)),
+		graphutil.Param(ctx, g, dt, "b", edgeIn, H))
+	hj := graphutil.Dense(h, graphutil.Param(ctx, g, dt, "w_hj", edgeIn, H, H))
 	pre := Add(Reshape(hi, b, n, 1, H), Reshape(hj, b, 1, n, H))
-	pre = Add(pre, Mul(radial, Reshape(param(ctx, g, dt, "w_r", edgeIn, 1, H), 1, 1, 1, H)))
+	pre = Add(pre, Mul(radial, Reshape(graphutil.Param(ctx, g, dt, "w_r", edgeIn, 1, H), 1, 1, 1, H)))
 	if edgeAttr != nil {
-		we := param(ctx, g, dt, "w_e", edgeIn, cfg.EdgeAttrF, H)
+		we := graphutil.Param(ctx, g, dt, "w_e", edgeIn, cfg.EdgeAttrF, H)
 		if cfg.EdgeAttrF == 1 {
 			pre = Add(pre, Mul(edgeAttr, Reshape(we, 1, 1, 1, H)))
 		} else {
-			pre = Add(pre, dense(edgeAttr, we))
+			pre = Add(pre, graphutil.Dense(edgeAttr, we))
 		}
 	}
 	return pre
@@ -401,23 +340,23 @@ func layer(ctx *context.Context, cfg Config, h, x *Node, pairs Pairs, edgeAttr *
 
 	// Edge MLP (eq. 3).
 	pre := edgePreactivation(ctx.In(ScopeEdgeMLP0), cfg, h, radial, edgeAttr)
-	m := act(linear(ctx.In(ScopeEdgeMLP2), dt, act(pre), H, H, true)) // (B,N,N,H)
+	m := act(graphutil.Linear(ctx.In(ScopeEdgeMLP2), dt, act(pre), H, H, true)) // (B,N,N,H)
 
 	// Attention gate and edge mask, combined on the (B,N,N,1) scalars.
 	gate := mk.edge
 	if cfg.Attention {
-		att := Sigmoid(linear(ctx.In(ScopeAttMLP0), dt, m, H, 1, true)) // (B,N,N,1)
+		att := Sigmoid(graphutil.Linear(ctx.In(ScopeAttMLP0), dt, m, H, 1, true)) // (B,N,N,1)
 		gate = Mul(att, mk.edge)
 	}
 	m = Mul(m, gate)
 
 	// Coordinate update (eq. 4), x_i += Σ_j d_ij/(√(r_ij+1e-8)+1)·φ_x(m_ij)·edge_mask_ij.
-	phi := act(linear(ctx.In(ScopeCoordMLP0), dt, m, H, H, true))
+	phi := act(graphutil.Linear(ctx.In(ScopeCoordMLP0), dt, m, H, H, true))
 	c2 := ctx.In(ScopeCoordMLP2)
 	lastBound := 0.001 * math.Sqrt(6/float64(H+1)) // xavier_uniform(gain=0.001)
 	wc := c2.WithInitializer(initializers.RandomUniformFn(c2, -lastBound, lastBound)).
 		VariableWithShape("w", shapes.Make(dt, H, 1)).ValueGraph(g)
-	phi = dense(phi, wc) // (B,N,N,1)
+	phi = graphutil.Dense(phi, wc) // (B,N,N,1)
 	if cfg.Tanh {
 		phi = MulScalar(Tanh(phi), cfg.CoordsRange)
 	}
@@ -429,9 +368,10 @@ func layer(ctx *context.Context, cfg Config, h, x *Node, pairs Pairs, edgeAttr *
 	agg := ReduceSum(m, 2) // (B,N,H)
 	cn := ctx.In(ScopeNodeMLP0)
 	nodeIn := 2 * H
-	u := Add(dense(h, param(cn, g, dt, "w_h", nodeIn, H, H)), dense(agg, param(cn, g, dt, "w_a", nodeIn, H, H)))
-	u = act(addBias(u, param(cn, g, dt, "b", nodeIn, H)))
-	u = linear(ctx.In(ScopeNodeMLP2), dt, u, H, H, true)
+	u := Add(graphutil.Dense(h, graphutil.Param(cn, g, dt, "w_h", nodeIn, H, H)),
+		graphutil.Dense(agg, graphutil.Param(cn, g, dt, "w_a", nodeIn, H, H)))
+	u = act(graphutil.AddBias(u, graphutil.Param(cn, g, dt, "b", nodeIn, H)))
+	u = graphutil.Linear(ctx.In(ScopeNodeMLP2), dt, u, H, H, true)
 	hNew := u
 	if cfg.Recurrent {
 		hNew = Add(h, u)

@@ -6,10 +6,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/enflow/enflow/internal/graphutil"
 )
 
 // Variable layout and its PyTorch correspondence.
@@ -124,43 +124,6 @@ func normPrefix(prefix string) string {
 
 func joinPrefix(prefix, key string) string { return normPrefix(prefix) + key }
 
-func tensorFloat64(t *tensors.Tensor) ([]float64, error) {
-	switch t.DType() {
-	case dtypes.Float64:
-		return tensors.CopyFlatData[float64](t)
-	case dtypes.Float32:
-		f, err := tensors.CopyFlatData[float32](t)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]float64, len(f))
-		for i, v := range f {
-			out[i] = float64(v)
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("unsupported dtype %s (want Float32 or Float64)", t.DType())
-	}
-}
-
-func makeTensor(dtype dtypes.DType, data []float64, dims ...int) *tensors.Tensor {
-	if dtype == dtypes.Float64 {
-		return tensors.FromFlatDataAndDimensions(data, dims...)
-	}
-	t := tensors.FromShape(shapes.Make(dtype, dims...))
-	_ = t.MutableFlatData(func(flat any) {
-		switch f := flat.(type) {
-		case []float32:
-			for i, v := range data {
-				f[i] = float32(v)
-			}
-		case []float64:
-			copy(f, data)
-		}
-	})
-	return t
-}
-
 // ImportTorch sets the EGNN variables in ctx from a PyTorch-style state dict (see the layout
 // table above): state maps full PyTorch keys to tensors with PyTorch shapes, Float32 or Float64
 // (converted to cfg.DType). Only keys starting with prefix are considered; prefix may or may not
@@ -201,13 +164,13 @@ func ImportTorch(ctx *context.Context, prefix string, cfg Config, state map[stri
 		if !slices.Equal(t.Shape().Dimensions, wantDims) {
 			return fmt.Errorf("egnn.ImportTorch: %q has shape %v, want %v", key, t.Shape().Dimensions, wantDims)
 		}
-		data, err := tensorFloat64(t)
+		data, err := graphutil.Floats(t)
 		if err != nil {
 			return fmt.Errorf("egnn.ImportTorch: %q: %w", key, err)
 		}
 		for _, bl := range e.blocks {
 			if e.cols == 0 {
-				assigns = append(assigns, assignment{bl.scope, bl.name, makeTensor(cfg.DType, data, e.rows)})
+				assigns = append(assigns, assignment{bl.scope, bl.name, graphutil.MustTensor(cfg.DType, data, e.rows)})
 				continue
 			}
 			// Go block (hi−lo, rows) = transpose of weight[:, lo:hi].
@@ -218,7 +181,7 @@ func ImportTorch(ctx *context.Context, prefix string, cfg Config, state map[stri
 					blk[(c-bl.lo)*e.rows+r] = data[r*e.cols+c]
 				}
 			}
-			assigns = append(assigns, assignment{bl.scope, bl.name, makeTensor(cfg.DType, blk, w, e.rows)})
+			assigns = append(assigns, assignment{bl.scope, bl.name, graphutil.MustTensor(cfg.DType, blk, w, e.rows)})
 		}
 	}
 	var unused []string
@@ -297,7 +260,7 @@ func ExportTorch(ctx *context.Context, prefix string, cfg Config) (state map[str
 			if err != nil {
 				return nil, fmt.Errorf("egnn.ExportTorch: %s/%s: %w", sc.Scope(), bl.name, err)
 			}
-			vals, err := tensorFloat64(val)
+			vals, err := graphutil.Floats(val)
 			if err != nil {
 				return nil, fmt.Errorf("egnn.ExportTorch: %s/%s: %w", sc.Scope(), bl.name, err)
 			}

@@ -20,6 +20,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX idiom.
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/enflow/enflow/internal/graphutil"
 )
 
 // Log2Pi is ln 2π.
@@ -30,10 +32,7 @@ func mask3(mask *Node, dtype dtypes.DType) *Node {
 	if mask == nil {
 		return nil
 	}
-	if mask.DType() != dtype {
-		mask = ConvertDType(mask, dtype)
-	}
-	return ExpandAxes(mask, -1)
+	return graphutil.NodeMask(mask, dtype, mask.Shape().Dim(0), mask.Shape().Dim(1))
 }
 
 // NumNodes returns the number of (unmasked) nodes of each sample, shape (B,), in x's dtype.
@@ -124,8 +123,8 @@ func PositionFeatureLogProb(z, mask *Node, posDims int) *Node {
 
 // MaskValues returns the B·N values of a (B, N) mask tensor as float64 (all ones for nil).
 func MaskValues(mask *tensors.Tensor, b, n int) ([]float64, error) {
-	out := make([]float64, b*n)
 	if mask == nil {
+		out := make([]float64, b*n)
 		for i := range out {
 			out[i] = 1
 		}
@@ -134,32 +133,16 @@ func MaskValues(mask *tensors.Tensor, b, n int) ([]float64, error) {
 	if dims := mask.Shape().Dimensions; len(dims) != 2 || dims[0] != b || dims[1] != n {
 		return nil, fmt.Errorf("prior: mask shape %s, want (%d, %d)", mask.Shape(), b, n)
 	}
-	switch mask.DType() {
-	case dtypes.Float64:
-		copy(out, tensors.MustCopyFlatData[float64](mask))
-	case dtypes.Float32:
-		for i, v := range tensors.MustCopyFlatData[float32](mask) {
-			out[i] = float64(v)
-		}
-	default:
-		return nil, fmt.Errorf("prior: mask dtype %s not supported (want Float32 or Float64)", mask.DType())
+	if dt := mask.DType(); dt != dtypes.Float32 && dt != dtypes.Float64 {
+		return nil, fmt.Errorf("prior: mask dtype %s not supported (want Float32 or Float64)", dt)
 	}
-	return out, nil
+	return graphutil.Floats(mask)
 }
 
-// FromFloat64 builds a tensor of the given float dtype (Float32 or Float64) from float64 data.
+// FromFloat64 builds a tensor of the given float dtype (Float32 or Float64) from float64 data
+// (graphutil.Tensor, kept for the callers of this package).
 func FromFloat64(dtype dtypes.DType, data []float64, dims ...int) (*tensors.Tensor, error) {
-	switch dtype {
-	case dtypes.Float64:
-		return tensors.FromFlatDataAndDimensions(data, dims...), nil
-	case dtypes.Float32:
-		f32 := make([]float32, len(data))
-		for i, v := range data {
-			f32[i] = float32(v)
-		}
-		return tensors.FromFlatDataAndDimensions(f32, dims...), nil
-	}
-	return nil, fmt.Errorf("prior: dtype %s not supported (want Float32 or Float64)", dtype)
+	return graphutil.Tensor(dtype, data, dims...)
 }
 
 // SamplePositionFeature draws z (B, N, C) whose first posDims channels follow the CoG-free Gaussian
