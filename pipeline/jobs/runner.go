@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,12 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/enflow/enflow/etl/atomicfile"
-	"github.com/enflow/enflow/etl/table"
 )
 
 // State directory layout:
@@ -35,16 +32,14 @@ import (
 // atomically before anything else records completion, and a unit is re-checked for a part
 // after its lock is taken, so a unit's rows are never written twice.
 const (
-	unitsDirName  = "units"
-	runDirName    = "run"
-	samplesName   = "samples.parquet"
-	attemptsName  = "attempts.jsonl"
-	unitFileName  = "unit.json"
-	doneFileName  = "done.json"
-	logFileName   = "log.txt"
-	lockFileName  = "lock"
-	resultJSON    = "result.json"
-	metricsPQName = "metrics.parquet"
+	unitsDirName = "units"
+	runDirName   = "run"
+	samplesName  = "samples.parquet"
+	attemptsName = "attempts.jsonl"
+	unitFileName = "unit.json"
+	doneFileName = "done.json"
+	logFileName  = "log.txt"
+	lockFileName = "lock"
 )
 
 // Outcomes of a unit in a run (Summary) and states in Status.
@@ -248,81 +243,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	return sum, nil
 }
 
-// attempt is one line of attempts.jsonl: each attempt appends a "started" line when it
-// begins and a line with its outcome when it ends, so a started line without an end is an
-// attempt that was killed.
-type attempt struct {
-	Attempt int       `json:"attempt"`
-	Host    string    `json:"host"`
-	PID     int       `json:"pid"`
-	Started time.Time `json:"started"`
-	Ended   time.Time `json:"ended,omitzero"`
-	Outcome string    `json:"outcome"` // started, ok, failed, interrupted
-	Resumed bool      `json:"resumed,omitempty"`
-	Error   string    `json:"error,omitempty"`
-}
-
-// attemptStats summarises attempts.jsonl: attempts started, failures, and killed attempts
-// (started, never ended).
-func attemptStats(as []attempt) (started, failed, killed int, last *attempt) {
-	ended := map[int]bool{}
-	for i := range as {
-		switch as[i].Outcome {
-		case "started":
-			started++
-		case "failed":
-			failed++
-			ended[as[i].Attempt] = true
-			last = &as[i]
-		default:
-			ended[as[i].Attempt] = true
-		}
-	}
-	for _, a := range as {
-		if a.Outcome == "started" && !ended[a.Attempt] {
-			killed++
-		}
-	}
-	return started, failed, killed, last
-}
-
-func readAttempts(dir string) ([]attempt, error) {
-	f, err := os.Open(filepath.Join(dir, attemptsName))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
-	}
-	defer f.Close()
-	var out []attempt
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-	for sc.Scan() {
-		var a attempt
-		if json.Unmarshal(sc.Bytes(), &a) == nil { // a torn last line (crash) is ignored
-			out = append(out, a)
-		}
-	}
-	return out, sc.Err()
-}
-
-func appendAttempt(dir string, a attempt) error {
-	b, err := json.Marshal(a)
-	if err != nil {
-		return fmt.Errorf("jobs: encoding attempt: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, attemptsName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return fmt.Errorf("jobs: %w", err)
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("jobs: writing attempt: %w", err)
-	}
-	return f.Close()
-}
-
 // finishedNow returns the results part of unit id, looking on disk when it was not finished
 // at the start of the run (another scheduler may have finished it since).
 func (r *runner) finishedNow(id string) string {
@@ -521,304 +441,4 @@ func (r *runner) record(u *Unit, ex *unitExec, ms []Metric, a attempt) (string, 
 		}
 	}
 	return part, nil
-}
-
-// unitExec runs one unit's commands.
-type unitExec struct {
-	r        *runner
-	u        *Unit
-	dir      string
-	log      io.Writer
-	lock     *Lock
-	resumed  bool
-	artifact string
-}
-
-func (x *unitExec) call(ctx context.Context, args ...string) ([]byte, error) {
-	if b := x.r.o.Spec.Backend; b != "" {
-		args = append(args, "--backend", b)
-	}
-	fmt.Fprintf(x.log, "--- enflow %s\n", strings.Join(args, " "))
-	var hold []*os.File
-	if f := x.lock.File(); f != nil {
-		hold = append(hold, f)
-	}
-	return x.r.o.Exec.Enflow(ctx, Call{Args: args, Log: x.log, Hold: hold})
-}
-
-func (x *unitExec) execute(ctx context.Context) ([]Metric, error) {
-	u := x.u
-	switch {
-	case u.Kind == KindTrain:
-		return x.train(ctx)
-	case u.Samples != "":
-		x.artifact = u.Samples
-		return x.evaluateFile(ctx, u.Samples)
-	case u.Kind == KindNLL:
-		return x.nll(ctx)
-	default:
-		samples, err := x.sample(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return x.evaluateFile(ctx, samples)
-	}
-}
-
-// trainState inspects a run directory.
-func trainState(run string) (complete, resumable bool) {
-	if b, err := os.ReadFile(filepath.Join(run, resultJSON)); err == nil {
-		var res struct {
-			Interrupted *bool `json:"interrupted"`
-		}
-		if json.Unmarshal(b, &res) == nil && res.Interrupted != nil && !*res.Interrupted {
-			return true, false
-		}
-	}
-	m, _ := filepath.Glob(filepath.Join(run, "checkpoint-*.json"))
-	return false, len(m) > 0
-}
-
-func (x *unitExec) train(ctx context.Context) ([]Metric, error) {
-	u := x.u
-	run := filepath.Join(x.dir, runDirName)
-	x.artifact = run
-	args := []string{"train", "--dataset", u.Dataset, "--data", u.DataDir, "--out", run,
-		"--n-data", strconv.Itoa(u.NData), "--seed", strconv.FormatInt(u.Seed, 10), "--model", u.Model}
-	args = append(args, trainArgs(u.Train)...)
-	args = append(args, u.ExtraArgs...)
-	args = append(args, "--no-progress", "--json")
-	complete, resumable := trainState(run)
-	switch {
-	case complete:
-		x.r.log.Info("training already complete; recording it", "unit", u.ID)
-	case resumable:
-		x.resumed = true
-		x.r.log.Info("resuming training from its last checkpoint", "unit", u.ID, "run", run)
-		if _, err := x.call(ctx, append(args, "--resume")...); err != nil {
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			// A checkpoint that cannot be resumed (e.g. torn by a crash): restart cleanly,
-			// keeping the old directory for inspection.
-			aside := run + ".failed-" + time.Now().UTC().Format("20060102T150405Z")
-			x.r.log.Warn("resume failed; restarting the unit from scratch", "unit", u.ID, "kept", aside, "err", firstLine(err.Error()))
-			if rerr := os.Rename(run, aside); rerr != nil {
-				return nil, errors.Join(err, fmt.Errorf("jobs: moving %s aside: %w", run, rerr))
-			}
-			x.resumed = false
-			if _, err := x.call(ctx, args...); err != nil {
-				return nil, err
-			}
-		}
-	default:
-		if err := os.RemoveAll(run); err != nil {
-			return nil, fmt.Errorf("jobs: clearing %s: %w", run, err)
-		}
-		if _, err := x.call(ctx, args...); err != nil {
-			return nil, err
-		}
-	}
-	return trainMetrics(run)
-}
-
-// trainMetrics reads result.json and metrics.parquet of a finished run.
-func trainMetrics(run string) ([]Metric, error) {
-	b, err := os.ReadFile(filepath.Join(run, resultJSON))
-	if err != nil {
-		return nil, fmt.Errorf("jobs: training result: %w", err)
-	}
-	var res struct {
-		Epochs      *float64 `json:"epochs"`
-		Steps       *float64 `json:"steps"`
-		BestEpoch   *float64 `json:"best_epoch"`
-		BestValNLL  *float64 `json:"best_val_nll"`
-		TestNLL     *float64 `json:"test_nll"`
-		LastTrain   *float64 `json:"last_train_nll"`
-		WallS       *float64 `json:"wall_s"`
-		Interrupted bool     `json:"interrupted"`
-	}
-	if err := json.Unmarshal(b, &res); err != nil {
-		return nil, fmt.Errorf("jobs: decoding %s: %w", filepath.Join(run, resultJSON), err)
-	}
-	if res.Interrupted {
-		return nil, fmt.Errorf("jobs: %s says the run was interrupted", filepath.Join(run, resultJSON))
-	}
-	val := func(p *float64) float64 {
-		if p == nil {
-			return math.NaN()
-		}
-		return *p
-	}
-	curve, err := ReadCurve(filepath.Join(run, metricsPQName))
-	if err != nil {
-		return nil, err
-	}
-	return []Metric{
-		{Name: "test_nll", Value: val(res.TestNLL)},
-		{Name: "best_val_nll", Value: val(res.BestValNLL)},
-		{Name: "best_epoch", Value: val(res.BestEpoch)},
-		{Name: "last_train_nll", Value: val(res.LastTrain)},
-		{Name: "epochs", Value: val(res.Epochs)},
-		{Name: "steps", Value: val(res.Steps)},
-		{Name: "train_wall_s", Value: val(res.WallS)},
-		{Name: "curve", Value: math.NaN(), Detail: curve},
-	}, nil
-}
-
-// ReadCurve reads the per-epoch metrics.parquet of a run directory (train-metrics/v1).
-func ReadCurve(path string) (*Curve, error) {
-	c := &Curve{}
-	err := table.ScanRecords(path, 0, func(rec arrowRecord) error {
-		col := func(name string) int {
-			is := rec.Schema().FieldIndices(name)
-			if len(is) == 0 {
-				return -1
-			}
-			return is[0]
-		}
-		ie, is, itr, iv, it, iw := col("epoch"), col("step"), col("train_nll"), col("val_nll"), col("test_nll"), col("wall_s")
-		if ie < 0 || itr < 0 {
-			return fmt.Errorf("not a train-metrics table (no epoch/train_nll column)")
-		}
-		opt := func(i, row int) *float64 {
-			if i < 0 {
-				return nil
-			}
-			v := floatAt(rec.Column(i), row)
-			if math.IsNaN(v) {
-				return nil
-			}
-			return &v
-		}
-		for row := 0; row < int(rec.NumRows()); row++ {
-			c.Epoch = append(c.Epoch, intAt(rec.Column(ie), row, -1))
-			if is >= 0 {
-				c.Step = append(c.Step, intAt(rec.Column(is), row, -1))
-			}
-			c.TrainNLL = append(c.TrainNLL, opt(itr, row))
-			c.ValNLL = append(c.ValNLL, opt(iv, row))
-			c.TestNLL = append(c.TestNLL, opt(it, row))
-			c.WallS = append(c.WallS, opt(iw, row))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("jobs: training curve %s: %w", path, err)
-	}
-	return c, nil
-}
-
-func (x *unitExec) parentRun() string {
-	return filepath.Join(x.r.unitDir(x.u.Parent), runDirName)
-}
-
-func (x *unitExec) modelArgs(args []string) []string {
-	e := x.u.Eval
-	if e.Solver != "" {
-		args = append(args, "--solver", e.Solver)
-	}
-	if e.RTol > 0 {
-		args = append(args, "--rtol", strconv.FormatFloat(e.RTol, 'g', -1, 64))
-	}
-	if e.ATol > 0 {
-		args = append(args, "--atol", strconv.FormatFloat(e.ATol, 'g', -1, 64))
-	}
-	if e.Steps > 0 {
-		args = append(args, "--steps", strconv.Itoa(e.Steps))
-	}
-	if e.Batch > 0 {
-		args = append(args, "--batch", strconv.Itoa(e.Batch))
-	}
-	return args
-}
-
-func (x *unitExec) nll(ctx context.Context) ([]Metric, error) {
-	e := x.u.Eval
-	x.artifact = x.parentRun()
-	args := []string{"eval", "--checkpoint", x.parentRun(), "--split", e.Split, "--seed", strconv.FormatInt(e.Seed, 10)}
-	if e.Trace != "" {
-		args = append(args, "--trace", e.Trace)
-	}
-	args = append(x.modelArgs(args), "--json")
-	out, err := x.call(ctx, args...)
-	if err != nil {
-		return nil, err
-	}
-	var res struct {
-		NLL     *float64 `json:"nll"`
-		N       float64  `json:"n"`
-		Batches float64  `json:"batches"`
-		NFE     float64  `json:"nfe"`
-		Trace   string   `json:"trace"`
-		Solver  string   `json:"solver"`
-		RTol    float64  `json:"rtol"`
-		ATol    float64  `json:"atol"`
-	}
-	if err := json.Unmarshal(lastJSONLine(out), &res); err != nil {
-		return nil, fmt.Errorf("jobs: enflow eval output is not JSON: %w: %q", err, string(out))
-	}
-	nll := math.NaN()
-	if res.NLL != nil {
-		nll = *res.NLL
-	}
-	detail := map[string]any{"split": e.Split, "trace": res.Trace, "solver": res.Solver, "rtol": res.RTol, "atol": res.ATol,
-		"batches": res.Batches}
-	return []Metric{
-		{Name: "nll", Value: nll, Detail: detail},
-		{Name: "n", Value: res.N},
-		{Name: "nfe", Value: res.NFE},
-	}, nil
-}
-
-// sample draws the evaluation's samples from the parent's best checkpoint into the unit's
-// samples.parquet, unless a complete sample file is already there (an earlier attempt).
-func (x *unitExec) sample(ctx context.Context) (string, error) {
-	e := x.u.Eval
-	out := filepath.Join(x.dir, samplesName)
-	x.artifact = out
-	if n, err := countRows(out); err == nil && n == e.N {
-		x.resumed = true
-		return out, nil
-	}
-	args := []string{"sample", "--checkpoint", x.parentRun(), "--n", strconv.Itoa(e.N),
-		"--seed", strconv.FormatInt(e.Seed, 10), "--out", out}
-	args = append(x.modelArgs(args), "--json")
-	if _, err := x.call(ctx, args...); err != nil {
-		return "", err
-	}
-	return out, nil
-}
-
-func countRows(path string) (int, error) {
-	n := 0
-	err := table.ScanRecords(path, 0, func(rec arrowRecord) error {
-		n += int(rec.NumRows())
-		return nil
-	})
-	return n, err
-}
-
-func (x *unitExec) evaluateFile(ctx context.Context, path string) ([]Metric, error) {
-	u, e := x.u, x.u.Eval
-	switch u.Kind {
-	case KindEnergy:
-		return EnergyMetrics(ctx, u.Dataset, path, filepath.Join(u.DataDir, u.Dataset+"_test.parquet"), e.Bins)
-	case KindStability:
-		return StabilityMetrics(ctx, path, e.N)
-	case KindJS:
-		return JSMetrics(ctx, path, e.N, e.NAtoms)
-	}
-	return nil, fmt.Errorf("jobs: cannot evaluate %s on a file", u.Kind)
-}
-
-// lastJSONLine returns the last line of out that looks like a JSON object.
-func lastJSONLine(out []byte) []byte {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		if l := strings.TrimSpace(lines[i]); strings.HasPrefix(l, "{") {
-			return []byte(l)
-		}
-	}
-	return out
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/enflow/enflow/pipeline/train"
 )
 
 // Unit states reported by StatusOf (besides the Outcome* values done, blocked, unsupported,
@@ -132,7 +134,7 @@ func partialDetail(u *Unit, dir string) string {
 		case complete:
 			return "training complete, results not recorded yet"
 		case resumable:
-			if n, err := countRows(filepath.Join(run, metricsPQName)); err == nil {
+			if n, err := countRows(filepath.Join(run, train.MetricsParquet)); err == nil {
 				return strconv.Itoa(n) + " epoch(s) checkpointed"
 			}
 			return "checkpointed"
