@@ -156,8 +156,9 @@ type Model struct {
 }
 
 type replayKey struct {
-	steps   int
-	hasMask bool
+	steps     int
+	hasMask   bool
+	inputGrad bool // also output ∂loss/∂x (LossAndGradInput)
 }
 
 // maxReplayGraphs bounds the cache of unrolled backprop graphs (one per number of steps).
@@ -302,9 +303,11 @@ func (m *Model) Variables() []*context.Variable {
 	return trainableVariables(m.ctx)
 }
 
+// trainableVariables lists the trainable variables under ctx's scope (the whole context for a
+// root-scoped ctx; only the flow's for a model embedded in a larger one, such as QM9's).
 func trainableVariables(ctx *context.Context) []*context.Variable {
 	var vs []*context.Variable
-	for v := range ctx.IterVariables() {
+	for v := range ctx.IterVariablesInScope() {
 		if v.Trainable {
 			vs = append(vs, v)
 		}

@@ -295,6 +295,9 @@ func (m *Model) replayGraph(key replayKey) func(ctx *context.Context, in []*Node
 		for i, v := range m.vars {
 			wrt[i] = v.ValueGraph(g)
 		}
+		if key.inputGrad {
+			wrt = append(wrt, x)
+		}
 		out := []*Node{loss, nll, regMean}
 		if len(wrt) > 0 {
 			out = append(out, Gradient(loss, wrt...)...)

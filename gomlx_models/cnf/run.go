@@ -168,35 +168,49 @@ func (m *Model) LogLikelihood(x, mask *tensors.Tensor, seed uint64) ([]float64, 
 // order of m.Variables(). Variables are created (by InitVariables) on the first call. seed draws
 // the Hutchinson noise (one draw for the whole solve; the backward pass uses the same draw).
 func (m *Model) LossAndGrad(x, mask *tensors.Tensor, seed uint64) (loss, nll float64, grads []*tensors.Tensor, st Stats, err error) {
+	loss, nll, grads, _, st, err = m.lossAndGrad(x, mask, seed, false)
+	return loss, nll, grads, st, err
+}
+
+// LossAndGradInput is LossAndGrad that also returns dx = ∂loss/∂x, the gradient with respect to
+// the flow's input (B, N, C), so that a model that computes x from parameters of its own (the
+// QM9 dequantizer and ActNorm) can back-propagate the loss into them. With Grad "adjoint" dx is
+// the adjoint state a_x(0) of the same backward solve (no extra cost); with "backprop" it is one
+// more output of the replayed graph.
+func (m *Model) LossAndGradInput(x, mask *tensors.Tensor, seed uint64) (loss, nll float64, grads []*tensors.Tensor, dx *tensors.Tensor, st Stats, err error) {
+	return m.lossAndGrad(x, mask, seed, true)
+}
+
+func (m *Model) lossAndGrad(x, mask *tensors.Tensor, seed uint64, wantDx bool) (loss, nll float64, grads []*tensors.Tensor, dx *tensors.Tensor, st Stats, err error) {
 	b, err := m.checkInput(x, mask)
 	if err != nil {
-		return 0, 0, nil, st, err
+		return 0, 0, nil, nil, st, err
 	}
 	if err = m.InitVariables(x, mask); err != nil {
-		return 0, 0, nil, st, err
+		return 0, 0, nil, nil, st, err
 	}
 	args, eps, err := m.args(x, mask, seed)
 	if err != nil {
-		return 0, 0, nil, st, err
+		return 0, 0, nil, nil, st, err
 	}
 	defer graphutil.Free(eps)
 	if m.cfg.Grad == GradBackprop {
-		return m.lossAndGradBackprop(x, mask, args, b)
+		return m.lossAndGradBackprop(x, mask, args, b, wantDx)
 	}
-	return m.lossAndGradAdjoint(x, mask, args, b)
+	return m.lossAndGradAdjoint(x, mask, args, b, wantDx)
 }
 
-func (m *Model) lossAndGradAdjoint(x, mask *tensors.Tensor, args []*tensors.Tensor, b int) (loss, nll float64, grads []*tensors.Tensor, st Stats, err error) {
+func (m *Model) lossAndGradAdjoint(x, mask *tensors.Tensor, args []*tensors.Tensor, b int, wantDx bool) (loss, nll float64, grads []*tensors.Tensor, dx *tensors.Tensor, st Stats, err error) {
 	sol, err := m.forward(x, args, b)
 	if err != nil {
-		return 0, 0, nil, st, err
+		return 0, 0, nil, nil, st, err
 	}
 	st.Forward = sol.Stats
 	yT := sol.Y
 	out, err := m.terminalExec.Exec(withOptional(toAny(yT), mask)...)
 	if err != nil {
 		graphutil.Free(yT...)
-		return 0, 0, nil, st, fmt.Errorf("cnf: computing the loss: %w", err)
+		return 0, 0, nil, nil, st, fmt.Errorf("cnf: computing the loss: %w", err)
 	}
 	loss, nll, st.Reg = scalar(out[0]), scalar(out[1]), scalar(out[2])
 	graphutil.Free(out[:4]...)
@@ -206,7 +220,7 @@ func (m *Model) lossAndGradAdjoint(x, mask *tensors.Tensor, args []*tensors.Tens
 		if m.adj, err = ode.New(m.backend, m.ctx, m.adjoint, 2*m.nAug+len(m.vars), m.odeOptions()); err != nil {
 			graphutil.Free(yT...)
 			graphutil.Free(adjT...)
-			return 0, 0, nil, st, fmt.Errorf("cnf: adjoint solver: %w", err)
+			return 0, 0, nil, nil, st, fmt.Errorf("cnf: adjoint solver: %w", err)
 		}
 	}
 	state := append(append([]*tensors.Tensor(nil), yT...), adjT...)
@@ -216,19 +230,23 @@ func (m *Model) lossAndGradAdjoint(x, mask *tensors.Tensor, args []*tensors.Tens
 	asol, err := m.adj.Solve(1, 0, state, args)
 	graphutil.Free(state...)
 	if err != nil {
-		return 0, 0, nil, st, fmt.Errorf("cnf: adjoint solve (t=1→0): %w", err)
+		return 0, 0, nil, nil, st, fmt.Errorf("cnf: adjoint solve (t=1→0): %w", err)
 	}
 	st.Backward = asol.Stats
+	if wantDx {
+		dx = asol.Y[m.nAug] // a_x(0) = ∂loss/∂x
+		asol.Y[m.nAug] = nil
+	}
 	graphutil.Free(asol.Y[:2*m.nAug]...)
-	return loss, nll, asol.Y[2*m.nAug:], st, nil
+	return loss, nll, asol.Y[2*m.nAug:], dx, st, nil
 }
 
-func (m *Model) lossAndGradBackprop(x, mask *tensors.Tensor, args []*tensors.Tensor, b int) (loss, nll float64, grads []*tensors.Tensor, st Stats, err error) {
+func (m *Model) lossAndGradBackprop(x, mask *tensors.Tensor, args []*tensors.Tensor, b int, wantDx bool) (loss, nll float64, grads []*tensors.Tensor, dx *tensors.Tensor, st Stats, err error) {
 	var times, steps []float64
 	if m.tab.Adaptive() {
 		sol, err := m.forward(x, args, b)
 		if err != nil {
-			return 0, 0, nil, st, err
+			return 0, 0, nil, nil, st, err
 		}
 		st.Forward = sol.Stats
 		graphutil.Free(sol.Y...)
@@ -245,7 +263,7 @@ func (m *Model) lossAndGradBackprop(x, mask *tensors.Tensor, args []*tensors.Ten
 			}
 		}
 	}
-	key := replayKey{steps: len(steps), hasMask: mask != nil}
+	key := replayKey{steps: len(steps), hasMask: mask != nil, inputGrad: wantDx}
 	e, ok := m.replay[key]
 	if !ok {
 		if len(m.replay) >= maxReplayGraphs {
@@ -255,7 +273,7 @@ func (m *Model) lossAndGradBackprop(x, mask *tensors.Tensor, args []*tensors.Ten
 			}
 		}
 		if e, err = context.NewExec(m.backend, m.ctx, m.replayGraph(key)); err != nil {
-			return 0, 0, nil, st, fmt.Errorf("cnf: creating the backprop graph: %w", err)
+			return 0, 0, nil, nil, st, fmt.Errorf("cnf: creating the backprop graph: %w", err)
 		}
 		e.WithName(fmt.Sprintf("cnf_backprop_%d_steps", key.steps))
 		m.replay[key] = e
@@ -270,7 +288,7 @@ func (m *Model) lossAndGradBackprop(x, mask *tensors.Tensor, args []*tensors.Ten
 	start := time.Now()
 	out, err := e.Exec(in...)
 	if err != nil {
-		return 0, 0, nil, st, fmt.Errorf("cnf: backprop through %d %s steps: %w", len(steps), m.tab.Name, err)
+		return 0, 0, nil, nil, st, fmt.Errorf("cnf: backprop through %d %s steps: %w", len(steps), m.tab.Name, err)
 	}
 	loss, nll, st.Reg = scalar(out[0]), scalar(out[1]), scalar(out[2])
 	graphutil.Free(out[:3]...)
@@ -282,7 +300,12 @@ func (m *Model) lossAndGradBackprop(x, mask *tensors.Tensor, args []*tensors.Ten
 	if !m.tab.Adaptive() {
 		st.Forward = st.Backward
 	}
-	return loss, nll, out[3:], st, nil
+	grads = out[3:]
+	if wantDx {
+		dx = grads[len(grads)-1]
+		grads = grads[:len(grads)-1]
+	}
+	return loss, nll, grads, dx, st, nil
 }
 
 // Decode maps latent z (B, N, C) at t = 1 to data at t = 0 by integrating dx/dt = f backward

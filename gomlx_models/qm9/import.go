@@ -27,7 +27,7 @@ var torchActNorm = []struct {
 	shape         []int
 }{
 	{"x_log_s", VarXLogS, []int{1, 1}},
-	{"h_t", VarHT, []int{1, NumFeatures}},
+	{"h_t", VarHT, []int{1, NumFeatures}}, // the published model is QM9's: 5 types + charge
 	{"h_log_s", VarHLogS, []int{1, NumFeatures}},
 }
 
@@ -51,6 +51,9 @@ func ImportTorch(ctx *context.Context, cfg Config, flow, deq *torchimport.StateD
 	}
 	if flow == nil || deq == nil {
 		return fmt.Errorf("qm9: ImportTorch needs the flow and the dequantizer state dicts")
+	}
+	if cfg.Types() != NumTypes {
+		return fmt.Errorf("qm9: ImportTorch: the published model has QM9's %d atom types, the configuration %d (%v)", NumTypes, cfg.Types(), cfg.Elements)
 	}
 	defer func() {
 		if r := recover(); r != nil {

@@ -17,13 +17,15 @@ import (
 // with constant 0/1 selection matrices (matrix products) instead of Slice/Concatenate, whose
 // gradients need Pad (missing in SimpleGo), so everything stays differentiable for training.
 
-// Shapes of the QM9 state: 3 position channels, then 5 one-hot atom types and 1 charge.
+// Shapes of the QM9 state: 3 position channels, then K one-hot atom types and 1 integer charge
+// (the atomic number). QM9 has K = 5 (H, C, N, O, F); a model of other molecules has one
+// one-hot channel per element of its Config.Elements, so the graph functions below read K from
+// their inputs' shapes. The constants are QM9's.
 const (
 	PosDims     = 3
 	NumTypes    = 5
 	NumFeatures = NumTypes + 1          // one-hot + integer charge
 	Channels    = PosDims + NumFeatures // 9
-	chargeIndex = NumTypes              // index of the charge within the features
 )
 
 // Variable scopes (under the model's root context).
@@ -77,40 +79,41 @@ func mask3(mask *Node, dt dtypes.DType) *Node {
 	return Reshape(mask, d[0], d[1], 1)
 }
 
-// actNormVars returns x_log_s, h_t and h_log_s as rank-1 nodes of sizes 1, 6 and 6. The
-// variables have PyTorch's shapes (1,1), (1,6), (1,6) and start at zero (ActNorm is initialised
-// from data in PyTorch; here the values come from a checkpoint).
-func actNormVars(ctx *context.Context, g *Graph, dt dtypes.DType) (xLogS, hT, hLogS *Node) {
+// actNormVars returns x_log_s, h_t and h_log_s as rank-1 nodes of sizes 1, F and F (F = K + 1
+// features). The variables have PyTorch's shapes (1,1), (1,F), (1,F) and start at zero; their
+// values come from a checkpoint or from the data-dependent initialisation (Model.InitActNorm).
+func actNormVars(ctx *context.Context, g *Graph, dt dtypes.DType, feats int) (xLogS, hT, hLogS *Node) {
 	c := ctx.In(ScopeActNorm).Checked(false).WithInitializer(initializers.Zero)
 	xLogS = Reshape(c.VariableWithShape(VarXLogS, shapes.Make(dt, 1, 1)).ValueGraph(g), 1)
-	hT = Reshape(c.VariableWithShape(VarHT, shapes.Make(dt, 1, NumFeatures)).ValueGraph(g), NumFeatures)
-	hLogS = Reshape(c.VariableWithShape(VarHLogS, shapes.Make(dt, 1, NumFeatures)).ValueGraph(g), NumFeatures)
+	hT = Reshape(c.VariableWithShape(VarHT, shapes.Make(dt, 1, feats)).ValueGraph(g), feats)
+	hLogS = Reshape(c.VariableWithShape(VarHLogS, shapes.Make(dt, 1, feats)).ValueGraph(g), feats)
 	return
 }
 
-// actNormChannels returns the per-channel log-scale s (9) = [x_log_s ×3, h_log_s] and shift
-// t (9) = [0, 0, 0, h_t].
-func actNormChannels(ctx *context.Context, g *Graph, dt dtypes.DType) (s, t *Node) {
-	xLogS, hT, hLogS := actNormVars(ctx, g, dt)
-	ones := make([]float64, Channels)
+// actNormChannels returns the per-channel log-scale s (3+F) = [x_log_s ×3, h_log_s] and shift
+// t (3+F) = [0, 0, 0, h_t].
+func actNormChannels(ctx *context.Context, g *Graph, dt dtypes.DType, feats int) (s, t *Node) {
+	xLogS, hT, hLogS := actNormVars(ctx, g, dt, feats)
+	ch := PosDims + feats
+	ones := make([]float64, ch)
 	for k := range PosDims {
 		ones[k] = 1
 	}
-	s = Add(Mul(xLogS, ConstAsDType(g, dt, ones)), Reshape(place(Reshape(hLogS, 1, NumFeatures), Channels, PosDims), Channels))
-	t = Reshape(place(Reshape(hT, 1, NumFeatures), Channels, PosDims), Channels)
+	s = Add(Mul(xLogS, ConstAsDType(g, dt, ones)), Reshape(place(Reshape(hLogS, 1, feats), ch, PosDims), ch))
+	t = Reshape(place(Reshape(hT, 1, feats), ch, PosDims), ch)
 	return
 }
 
-// ActNormForward applies ActNormPositionAndFeatures (ENF flows/actnorm.py) to xh (B,N,9) with
+// ActNormForward applies ActNormPositionAndFeatures (ENF flows/actnorm.py) to xh (B,N,3+F) with
 // mask (B,N): h ← (h − h_t)/exp(h_log_s), x ← x/exp(x_log_s), masked. It returns the output and
-// the log-determinant per molecule (B,) = −Σ_nodes [Σ_6 h_log_s + 3·x_log_s] (ENF's convention:
+// the log-determinant per molecule (B,) = −Σ_nodes [Σ_F h_log_s + 3·x_log_s] (ENF's convention:
 // N·3 position dimensions, not (N−1)·3; REFERENCE §3.3).
 func ActNormForward(ctx *context.Context, xh, mask *Node) (y, logDet *Node) {
 	g, dt := xh.Graph(), xh.DType()
-	checkState(xh)
-	s, t := actNormChannels(ctx, g, dt)
+	ch := checkState(xh)
+	s, t := actNormChannels(ctx, g, dt, ch-PosDims)
 	m := mask3(mask, dt)
-	y = Mul(Mul(Sub(xh, Reshape(t, 1, 1, Channels)), Reshape(Exp(Neg(s)), 1, 1, Channels)), m)
+	y = Mul(Mul(Sub(xh, Reshape(t, 1, 1, ch)), Reshape(Exp(Neg(s)), 1, 1, ch)), m)
 	n := ReduceSum(m, 1, 2) // nodes per molecule (B,)
 	logDet = Mul(n, Neg(ReduceAllSum(s)))
 	return y, logDet
@@ -119,16 +122,18 @@ func ActNormForward(ctx *context.Context, xh, mask *Node) (y, logDet *Node) {
 // ActNormReverse inverts ActNormForward: h ← h·exp(h_log_s) + h_t, x ← x·exp(x_log_s), masked.
 func ActNormReverse(ctx *context.Context, y, mask *Node) *Node {
 	g, dt := y.Graph(), y.DType()
-	checkState(y)
-	s, t := actNormChannels(ctx, g, dt)
-	xh := Add(Mul(y, Reshape(Exp(s), 1, 1, Channels)), Reshape(t, 1, 1, Channels))
+	ch := checkState(y)
+	s, t := actNormChannels(ctx, g, dt, ch-PosDims)
+	xh := Add(Mul(y, Reshape(Exp(s), 1, 1, ch)), Reshape(t, 1, 1, ch))
 	return Mul(xh, mask3(mask, dt))
 }
 
-func checkState(xh *Node) {
-	if xh.Rank() != 3 || xh.Shape().Dimensions[2] != Channels {
-		panic(fmt.Sprintf("qm9: state must be (B,N,%d), got %s", Channels, xh.Shape()))
+// checkState checks that xh is (B, N, 3+K+1) with K ≥ 1 and returns its channel count.
+func checkState(xh *Node) int {
+	if xh.Rank() != 3 || xh.Shape().Dimensions[2] < PosDims+2 {
+		panic(fmt.Sprintf("qm9: state must be (B,N,3+K+1) with K ≥ 1 atom types, got %s", xh.Shape()))
 	}
+	return xh.Shape().Dimensions[2]
 }
 
 // logSigmoid is log σ(x) = −softplus(−x), computed stably.
@@ -136,16 +141,16 @@ func logSigmoid(x *Node) *Node { return Neg(Softplus(Neg(x))) }
 
 // Dequantized is the output of Dequantize.
 type Dequantized struct {
-	V        *Node // (B,N,6) = [v_cat (5), v_int (1)], masked
+	V        *Node // (B,N,K+1) = [v_cat (K), v_int (1)], masked
 	LogQ     *Node // (B,) log q(v | x, h)
-	Mu       *Node // (B,N,6)
-	LogSigma *Node // (B,N,6)
+	Mu       *Node // (B,N,K+1)
+	LogSigma *Node // (B,N,K+1)
 }
 
 // Dequantize is ENF's ArgmaxAndVariationalDequantizer.forward (flows/dequantize.py; REFERENCE
-// §3.3, §4.3). Inputs: x (B,N,3) centred positions (Å), oneHot (B,N,5), charge (B,N,1) raw
-// atomic numbers, mask (B,N), eps (B,N,6) standard normal noise (zeros for the deterministic
-// u = mu). cfg is the dequantizer EGNN configuration (egnn.DequantizerConfig()); its variables
+// §3.3, §4.3). Inputs: x (B,N,3) centred positions (Å), oneHot (B,N,K) (K = 5 for QM9),
+// charge (B,N,1) raw atomic numbers, mask (B,N), eps (B,N,K+1) standard normal noise (zeros for
+// the deterministic u = mu). cfg is the dequantizer EGNN configuration (egnn.DequantizerConfig()); its variables
 // live under ctx.In(ScopeDequantizer).In("egnn").
 //
 //	(mu, log σ) = EGNN(x, [one_hot, charge])  (6 + 6 channels, masked)
@@ -156,18 +161,20 @@ type Dequantized struct {
 //	log q(v) = log q(u) − ldj_int − ldj_cat
 func Dequantize(ctx *context.Context, cfg egnn.Config, x, oneHot, charge, mask, eps *Node) Dequantized {
 	dt := x.DType()
+	types := oneHot.Shape().Dimensions[2]
+	feats := types + 1
 	m := mask3(mask, dt)
-	h := Mul(Add(place(oneHot, NumFeatures, 0), place(charge, NumFeatures, chargeIndex)), m)
+	h := Mul(Add(place(oneHot, feats, 0), place(charge, feats, types)), m)
 	xm := Mul(x, m)
-	out, _ := egnn.EGNN(ctx.In(ScopeDequantizer).In("egnn"), cfg, h, xm, nil, m, nil) // (B,N,12), masked
-	mu := columns(out, 0, NumFeatures)
-	logSigma := columns(out, NumFeatures, NumFeatures)
+	out, _ := egnn.EGNN(ctx.In(ScopeDequantizer).In("egnn"), cfg, h, xm, nil, m, nil) // (B,N,2F), masked
+	mu := columns(out, 0, feats)
+	logSigma := columns(out, feats, feats)
 	eps = Mul(eps, m)
 	u := Add(mu, Mul(Exp(logSigma), eps))
 	logQu := Sub(ReduceSum(Mul(AddScalar(MulScalar(Square(eps), -0.5), -0.5*log2Pi), m), 1, 2), ReduceSum(logSigma, 1, 2))
 
-	uCat := columns(u, 0, NumTypes)
-	uInt := columns(u, chargeIndex, 1)
+	uCat := columns(u, 0, types)
+	uInt := columns(u, types, 1)
 	// Integer part: sigmoid lifting.
 	ldjInt := ReduceSum(Mul(Add(logSigmoid(uInt), logSigmoid(Neg(uInt))), m), 1, 2)
 	vInt := Add(charge, Sigmoid(uInt))
@@ -177,6 +184,6 @@ func Dequantize(ctx *context.Context, cfg egnn.Config, x, oneHot, charge, mask, 
 	diff := Sub(T, uCat) // broadcasts (B,N,1) − (B,N,5)
 	vCat := Add(Mul(oneHot, uCat), Mul(Mul(m, notHot), Sub(T, Softplus(diff))))
 	ldjCat := ReduceSum(Mul(Mul(notHot, logSigmoid(diff)), m), 1, 2)
-	v := Mul(Add(place(vCat, NumFeatures, 0), place(vInt, NumFeatures, chargeIndex)), m)
+	v := Mul(Add(place(vCat, feats, 0), place(vInt, feats, types)), m)
 	return Dequantized{V: v, LogQ: Sub(logQu, Add(ldjInt, ldjCat)), Mu: mu, LogSigma: logSigma}
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/enflow/enflow/etl/molecule"
 	"github.com/enflow/enflow/gomlx_models/prior"
-	"github.com/enflow/enflow/pipeline/metrics"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
@@ -97,11 +96,11 @@ func (m *Model) Sample(ctx context.Context, o SampleOptions) (*SampleResult, err
 		if o.N <= 0 {
 			return nil, fmt.Errorf("qm9: number of samples %d must be positive", o.N)
 		}
-		sizes = metrics.NewNodeSampler(o.Seed).SampleN(o.N)
+		sizes = m.cfg.Sizes.NewSampler(o.Seed).SampleN(o.N)
 	}
 	for i, n := range sizes {
-		if n < 1 || n > molecule.MaxAtoms {
-			return nil, fmt.Errorf("qm9: sample %d: size %d outside [1, %d]", i, n, molecule.MaxAtoms)
+		if n < 1 {
+			return nil, fmt.Errorf("qm9: sample %d: size %d must be positive", i, n)
 		}
 	}
 	total := len(sizes)
@@ -115,10 +114,10 @@ func (m *Model) Sample(ctx context.Context, o SampleOptions) (*SampleResult, err
 			return nil, err
 		}
 		bs := time.Now()
-		info := BatchInfo{Atoms: g.Atoms, MinAtoms: molecule.MaxAtoms, Molecules: len(g.Indices)}
+		info := BatchInfo{Atoms: g.Atoms, MinAtoms: g.Atoms, Molecules: len(g.Indices)}
 		zs := make([][]float64, len(g.Indices))
 		for k, i := range g.Indices {
-			zs[k] = moleculePrior(o.Seed, i, sizes[i])
+			zs[k] = moleculePrior(o.Seed, i, sizes[i], m.cfg.Channels())
 			info.MinAtoms = min(info.MinAtoms, sizes[i])
 		}
 		out, nfe, err := m.solveBatch(zs, g.Atoms)
@@ -152,7 +151,7 @@ func (m *Model) Sample(ctx context.Context, o SampleOptions) (*SampleResult, err
 				res.Failed++
 			}
 			for a := range n {
-				mol.Z[a] = molecule.Numbers[d.types[a]]
+				mol.Z[a] = m.cfg.Elements[d.types[a]]
 				copy(mol.Positions[a][:], d.pos[a*PosDims:(a+1)*PosDims])
 				if d.charges[a] == mol.Z[a] {
 					res.ChargeMatches++
@@ -275,19 +274,19 @@ func bucketBounds(distinct []int, count map[int]int, buckets int) []int {
 	return bounds
 }
 
-// priorStream separates the prior draws from the size draws (metrics.NodeSampler uses stream 0).
+// priorStream separates the prior draws from the size draws (prior.SizeSampler uses stream 0).
 const priorStream = 0x7361_6d70_6c65_7a32 // "samplez2"
 
-// moleculePrior draws molecule i's z (n × Channels, row-major): standard normal, with the mean
-// over atoms removed from the position channels (the CoG-free Gaussian on positions), from a
-// stream of its own, so that z does not depend on how molecules are batched.
-func moleculePrior(seed uint64, i, n int) []float64 {
+// moleculePrior draws molecule i's z (n × ch, row-major): standard normal, with the mean over
+// atoms removed from the position channels (the CoG-free Gaussian on positions), from a stream
+// of its own, so that z does not depend on how molecules are batched.
+func moleculePrior(seed uint64, i, n, ch int) []float64 {
 	rng := rand.New(rand.NewPCG(seed, splitmix64(priorStream^uint64(i))))
-	z := make([]float64, n*Channels)
+	z := make([]float64, n*ch)
 	for k := range z {
 		z[k] = rng.NormFloat64()
 	}
-	prior.CenterPositions(z, n, Channels, PosDims)
+	prior.CenterPositions(z, n, ch, PosDims)
 	return z
 }
 
@@ -311,15 +310,17 @@ func failedMolecule(n int) decoded {
 	return decoded{pos: make([]float64, n*PosDims), types: make([]int, n), charges: make([]int, n), failed: true}
 }
 
-// solveBatch integrates the prior draws zs (molecule k has len(zs[k])/Channels ≤ atoms atoms) in
-// one solve of shape (len(zs), atoms, Channels), padding with masked atoms, and decodes them.
+// solveBatch integrates the prior draws zs (molecule k has len(zs[k])/C ≤ atoms atoms, C the
+// model's channels) in one solve of shape (len(zs), atoms, C), padding with masked atoms, and
+// decodes them.
 func (m *Model) solveBatch(zs [][]float64, atoms int) ([]decoded, int, error) {
 	b := len(zs)
-	z := make([]float64, b*atoms*Channels)
+	ch := m.cfg.Channels()
+	z := make([]float64, b*atoms*ch)
 	ones := make([]float64, b*atoms)
 	for k, zk := range zs {
-		copy(z[k*atoms*Channels:], zk)
-		for a := range len(zk) / Channels {
+		copy(z[k*atoms*ch:], zk)
+		for a := range len(zk) / ch {
 			ones[k*atoms+a] = 1
 		}
 	}
@@ -328,7 +329,7 @@ func (m *Model) solveBatch(zs [][]float64, atoms int) ([]decoded, int, error) {
 		return nil, 0, err
 	}
 	defer freeAll([]*tensors.Tensor{mask})
-	zt, err := prior.FromFloat64(m.cfg.DType, z, b, atoms, Channels)
+	zt, err := prior.FromFloat64(m.cfg.DType, z, b, atoms, ch)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -346,7 +347,7 @@ func (m *Model) solveBatch(zs [][]float64, atoms int) ([]decoded, int, error) {
 	}
 	out := make([]decoded, b)
 	for k, zk := range zs {
-		n, o := len(zk)/Channels, k*atoms
+		n, o := len(zk)/ch, k*atoms
 		d := decoded{pos: pos[o*PosDims : (o+n)*PosDims], types: types[o : o+n], charges: charges[o : o+n]}
 		for _, ok := range finite[o : o+n] {
 			if !ok {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/enflow/enflow/etl/table"
+	"github.com/enflow/enflow/gomlx_models/prior"
 	"github.com/enflow/enflow/pipeline/metrics"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 )
@@ -24,7 +25,7 @@ func TestSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantSizes := metrics.NewNodeSampler(seed).SampleN(n)
+	wantSizes := prior.QM9Sizes().NewSampler(seed).SampleN(n)
 	distinct := slices.Compact(slices.Sorted(slices.Values(wantSizes)))
 	if batches != len(distinct) {
 		t.Errorf("%d batches for %d distinct sizes", batches, len(distinct))
@@ -102,7 +103,7 @@ func TestSample(t *testing.T) {
 // sizes ≥ the molecule's size, caps on molecules per solve and on distinct padded sizes, and
 // that the bucket bounds minimise Σ N_pad² (brute force over all cuts).
 func TestPlanSampleBatches(t *testing.T) {
-	sizes := metrics.NewNodeSampler(3).SampleN(300)
+	sizes := prior.QM9Sizes().NewSampler(3).SampleN(300)
 	distinct := slices.Compact(slices.Sorted(slices.Values(sizes)))
 	for _, tc := range []struct{ batch, buckets int }{{100, 0}, {1, 0}, {7, 0}, {100, 1}, {100, 3}, {16, 4}, {100, 100}} {
 		plan := PlanSampleBatches(sizes, tc.batch, tc.buckets)

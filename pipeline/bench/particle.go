@@ -15,6 +15,7 @@ import (
 	"github.com/enflow/enflow/etl/npy"
 	"github.com/enflow/enflow/gomlx_models/cnf"
 	"github.com/enflow/enflow/gomlx_models/dynamics"
+	"github.com/enflow/enflow/gomlx_models/enf"
 	"github.com/enflow/enflow/gomlx_models/optim"
 	"github.com/enflow/enflow/gomlx_models/prior"
 	"github.com/enflow/enflow/internal/shared"
@@ -130,7 +131,7 @@ func newParticleSetup(env *caseEnv, sys System, mutate func(*train.ModelSpec)) (
 	if err != nil {
 		return nil, err
 	}
-	ecfg, err := spec.EGNNConfig()
+	ecfg, err := enf.EGNNConfig(spec.EGNN, dtypes.Float32)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +271,7 @@ func trainCase(sys System, tol float64) func(env *caseEnv) (func(int) (opStats, 
 			return nil, nil, err
 		}
 		op := func(rep int) (opStats, error) {
-			_, _, grads, st, err := p.model.LossAndGrad(p.x, nil, uint64(rep+2))
+			_, _, grads, st, err := p.model.LossAndGrad(&train.Batch{X: p.x}, uint64(rep+2))
 			if err != nil {
 				return opStats{}, err
 			}
@@ -295,7 +296,7 @@ func exactCase(sys System) func(env *caseEnv) (func(int) (opStats, error), func(
 			return nil, nil, err
 		}
 		op := func(rep int) (opStats, error) {
-			_, st, err := p.model.LogLikelihood(p.x, nil, uint64(rep+2))
+			_, st, err := p.model.LogLikelihood(&train.Batch{X: p.x}, uint64(rep+2))
 			if err != nil {
 				return opStats{}, err
 			}

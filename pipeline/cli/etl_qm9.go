@@ -40,8 +40,9 @@ type qm9Options struct {
 	split           string
 	out             string
 	positional      bool
-	resplit         []float64 // train, valid, test fractions of --positional-resplit (nil: keep splits)
+	resplit         []float64 // train, valid, test fractions of --positional-resplit / --resplit (nil: keep splits)
 	resplitSeed     uint64
+	resplitAll      bool // --resplit: the molecule tables too
 	formats         []string
 	json            bool
 }
@@ -61,10 +62,12 @@ func parseQM9Flags(env *Env, args []string) (*qm9Options, error) {
 	fs.StringVar(&o.uncharacterized, "uncharacterized", "", "uncharacterized list `file` (figshare format or one id per line); default: the built-in list (or the downloaded one with --download)")
 	fs.StringVar(&o.out, "out", "", "output `directory`")
 	fs.BoolVar(&o.positional, "positional", false, "also write the QM9 Positional subset (molecules with 19 atoms)")
-	resplit := ""
+	resplit, resplitAll := "", ""
 	fs.StringVar(&resplit, "positional-resplit", "", "re-split the QM9 Positional subset into train,valid,test `percentages` (e.g. 80,10,10) by a seeded hash of the molecule id, "+
 		"for inputs holding one split only (the shipped test npz); NOT the paper's split")
-	fs.Uint64Var(&o.resplitSeed, "resplit-seed", 0, "`seed` of --positional-resplit")
+	fs.StringVar(&resplitAll, "resplit", "", "re-split ALL molecules (qm9_{train,valid,test} and, with --positional, the QM9 Positional subset) into train,valid,test `percentages` "+
+		"by the same seeded hash of the gdb id, for inputs holding one split only (the shipped test npz, to train `--dataset qm9`); NOT the paper's split")
+	fs.Uint64Var(&o.resplitSeed, "resplit-seed", 0, "`seed` of --resplit / --positional-resplit")
 	formats := "parquet,arrow"
 	fs.StringVar(&formats, "format", formats, "output `formats`, comma-separated: parquet, arrow")
 	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
@@ -90,6 +93,16 @@ func parseQM9Flags(env *Env, args []string) (*qm9Options, error) {
 		if !slices.Contains(qm9.SplitNames[:], o.split) {
 			return nil, fmt.Errorf("%w: --split %q: want train, valid or test", ErrUsage, o.split)
 		}
+	}
+	if resplitAll != "" {
+		if resplit != "" {
+			return nil, fmt.Errorf("%w: give --resplit or --positional-resplit, not both", ErrUsage)
+		}
+		fr, err := parseResplit(resplitAll)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --resplit %q: %v", ErrUsage, resplitAll, err)
+		}
+		o.resplit, o.resplitAll = fr, true
 	}
 	if resplit != "" {
 		if !o.positional {
@@ -125,7 +138,7 @@ func runETLQM9(ctx context.Context, env *Env, args []string) error {
 	start := time.Now()
 	_, statErr := os.Stat(o.out)
 	createdOut := os.IsNotExist(statErr)
-	sink := &qm9Sink{dir: o.out, formats: o.formats, positional: o.positional, resplit: o.resplit, resplitSeed: o.resplitSeed}
+	sink := &qm9Sink{dir: o.out, formats: o.formats, positional: o.positional, resplit: o.resplit, resplitSeed: o.resplitSeed, resplitAll: o.resplitAll}
 	summary, err := runQM9Import(ctx, env, o, sink)
 	var files []string
 	if err == nil {
@@ -261,6 +274,7 @@ type qm9Sink struct {
 	positional  bool
 	resplit     []float64 // fractions of train, valid, test (nil: keep m.Split)
 	resplitSeed uint64
+	resplitAll  bool // resplit the molecule tables too, not only the positional subset
 
 	writers          map[string]*table.MoleculeWriter // by output path
 	order            []string                         // paths in opening order
@@ -275,6 +289,11 @@ func (s *qm9Sink) write(m *molecule.Molecule) error {
 		s.writers = map[string]*table.MoleculeWriter{}
 		s.counts = map[string]int{}
 		s.positionalCounts = map[string]int{}
+	}
+	if s.resplitAll {
+		c := *m
+		c.Split = resplitOf(m.ID, s.resplitSeed, s.resplit)
+		m = &c
 	}
 	if err := s.writeTo("qm9_"+m.Split, m); err != nil {
 		return err

@@ -117,17 +117,3 @@ func TestQM9TorchImportEvalSample(t *testing.T) {
 		t.Errorf("rk4 without --steps: exit %d, %q", code, errOut)
 	}
 }
-
-func TestCheckpointArg(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--checkpoint", "a"}, "a"}, {[]string{"-checkpoint=b", "--n", "1"}, "b"},
-		{[]string{"--n", "1", "--checkpoint=c"}, "c"}, {[]string{"--checkpoint"}, ""}, {nil, ""},
-	} {
-		if got := checkpointArg(c.args); got != c.want {
-			t.Errorf("checkpointArg(%q) = %q, want %q", c.args, got, c.want)
-		}
-	}
-}

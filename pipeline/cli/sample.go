@@ -12,34 +12,35 @@ import (
 func init() {
 	Register(&Command{
 		Name:    "sample",
-		Summary: "draw samples from a trained model into a particle-configuration Parquet/Arrow file",
+		Summary: "draw samples from a model into a Parquet/Arrow table (particle configurations or molecules)",
 		Run:     runSample,
 	})
 }
 
 func runSample(ctx context.Context, env *Env, args []string) error {
-	if isQM9Checkpoint(args) { // QM9 E-NF (enflow import-torch): qm9_sample.go
-		return runQM9Sample(ctx, env, args)
-	}
 	var (
-		dir, which, out, backendSpec string
-		n, batch                     int
-		seed                         uint64
-		o                            train.CNFOverrides
-		asJSON                       bool
+		dir, which, out, backendSpec, dtype string
+		n, batch, buckets                   int
+		seed                                uint64
+		o                                   train.CNFOverrides
+		asJSON, quiet                       bool
 	)
 	fs := NewFlagSet(env, "sample", "--checkpoint DIR --n N [--seed S] --out FILE.parquet|FILE.arrow [flags]")
-	fs.StringVar(&dir, "checkpoint", "", "run `directory` of enflow train (or its best/ subdirectory)")
+	fs.StringVar(&dir, "checkpoint", "", "model `directory`: a run of enflow train (or its best/), or an enflow import-torch output")
 	fs.StringVar(&which, "which", "", "`checkpoint`: best (default when present) or last")
-	fs.IntVar(&n, "n", 0, "number of `samples`")
-	fs.Uint64Var(&seed, "seed", 1, "random `seed`")
-	fs.StringVar(&out, "out", "", "output `file` (.parquet or .arrow, particle-configuration schema)")
-	fs.IntVar(&batch, "batch", 100, "samples per model call")
+	fs.IntVar(&n, "n", 0, "number of `samples` (configurations or molecules)")
+	fs.Uint64Var(&seed, "seed", 1, "random `seed` (molecules: sizes and prior draws)")
+	fs.StringVar(&out, "out", "", "output `file` (.parquet or .arrow): particle-configuration or molecule table")
+	fs.IntVar(&batch, "batch", 100, "samples per model call at most (molecules of one size share a solve; 1 = one at a time)")
+	fs.IntVar(&buckets, "buckets", 0, "molecule models: merge the drawn sizes into at most `K` ranges padded to their largest size "+
+		"(fewer compiled graph shapes, more padded compute; 0 = one group per size, no padding)")
 	fs.StringVar(&o.Solver, "solver", "", "ODE `solver` (default: the model's)")
 	fs.Float64Var(&o.RTol, "rtol", 0, "relative `tolerance` (default: the model's)")
 	fs.Float64Var(&o.ATol, "atol", 0, "absolute `tolerance` (default: the model's)")
 	fs.IntVar(&o.Steps, "steps", 0, "fixed-step solver `steps`")
+	fs.StringVar(&dtype, "dtype", "", "`dtype` float32 or float64 (default: the model's)")
 	fs.StringVar(&backendSpec, "backend", "", "GoMLX `backend` (default $GOMLX_BACKEND, else SimpleGo)")
+	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
 	if err := Parse(fs, args); err != nil {
 		return err
@@ -51,24 +52,54 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%w: --n must be positive", ErrUsage)
 	case out == "":
 		return fmt.Errorf("%w: --out is required", ErrUsage)
+	case batch <= 0:
+		return fmt.Errorf("%w: --batch must be positive", ErrUsage)
+	case buckets < 0:
+		return fmt.Errorf("%w: --buckets must be ≥ 0", ErrUsage)
+	case dtype != "" && dtype != "float32" && dtype != "float64":
+		return fmt.Errorf("%w: --dtype %q: want float32 or float64", ErrUsage, dtype)
+	}
+	if o.Solver != "" && o.Solver != "dopri5" && o.Steps <= 0 {
+		return fmt.Errorf("%w: --solver %s needs --steps", ErrUsage, o.Solver)
 	}
 	b, err := backend.New(backendSpec)
 	if err != nil {
 		return fmt.Errorf("%w: --backend: %v", ErrUsage, err)
 	}
 	defer b.Finalize()
-	rep, err := train.SampleRun(ctx, train.SampleOptions{
-		Backend: b, Dir: dir, Which: which, N: n, Seed: seed, Batch: batch, Out: out, Override: o,
-	})
+	so := train.SampleOptions{
+		Backend: b, Dir: dir, Which: which, N: n, Seed: seed, Batch: batch, Out: out, Override: o, Buckets: buckets, DType: dtype,
+	}
+	if !quiet {
+		so.Progress = env.Stderr
+	}
+	rep, err := train.SampleRun(ctx, so)
 	if err != nil {
 		return err
 	}
-	return Summary(env, asJSON, map[string]any{
-		"n":           rep.N,
-		"out":         rep.Out,
-		"checkpoint":  rep.Dir,
-		"mean_energy": nanToNil(rep.MeanEnergy),
-		"nfe":         rep.NFE,
-		"wall_s":      math.Round(rep.Wall.Seconds()*1000) / 1000,
-	})
+	res := map[string]any{
+		"n":          rep.N,
+		"out":        rep.Out,
+		"checkpoint": rep.Dir,
+		"kind":       rep.Spec.Kind,
+		"seed":       seed,
+		"nfe":        rep.NFE,
+		"wall_s":     math.Round(rep.Wall.Seconds()*1000) / 1000,
+		"solver":     rep.Spec.CNF.Solver,
+		"rtol":       rep.Spec.CNF.RTol,
+		"atol":       rep.Spec.CNF.ATol,
+		"dtype":      rep.Spec.DType,
+	}
+	if m := rep.Molecules; m != nil {
+		res["failed"] = m.Failed
+		res["charge_consistency"] = nanToNil(m.ChargeConsistency)
+		res["atom_stable"] = nanToNil(m.AtomStable)
+		res["mol_stable"] = nanToNil(m.MolStable)
+		res["solves"] = m.Solves
+		res["batch"] = batch
+		res["buckets"] = buckets
+	} else {
+		res["mean_energy"] = nanToNil(rep.MeanEnergy)
+	}
+	return Summary(env, asJSON, res)
 }

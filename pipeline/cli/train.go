@@ -34,7 +34,8 @@ type trainFlags struct {
 	evalBatch, maxSteps, keep, evalN    int
 	lr, wd, clipGrad, reg               float64
 	clipAdaptive                        bool
-	jsSamples                           int
+	jsSamples, stabilitySamples         int
+	initFrom                            string
 	seed                                uint64
 	model, dtype                        string
 	hidden, layers                      int
@@ -48,9 +49,10 @@ type trainFlags struct {
 
 func runTrain(ctx context.Context, env *Env, args []string) error {
 	var f trainFlags
-	fs := NewFlagSet(env, "train", "--dataset dw4|lj13|qm9-positional --data DIR --out DIR --n-data N [flags]  |  --out DIR --resume")
-	fs.StringVar(&f.dataset, "dataset", "", "`dataset`: dw4, lj13 or qm9-positional (19-atom QM9 molecules, positions only; paper Table 3)")
-	fs.StringVar(&f.data, "data", "", "ETL `directory` holding {dataset}_{train,val,test}.parquet (qm9_positional_{train,valid,test}.parquet)")
+	fs := NewFlagSet(env, "train", "--dataset dw4|lj13|qm9-positional|qm9|molecules --data DIR --out DIR [--n-data N] [flags]  |  --out DIR --resume")
+	fs.StringVar(&f.dataset, "dataset", "", "`dataset`: dw4, lj13, qm9-positional (19-atom QM9 molecules, positions only; paper Table 3), "+
+		"qm9 (atom types, charges and positions; Table 2) or molecules (your own, from enflow etl molecules)")
+	fs.StringVar(&f.data, "data", "", "ETL `directory` holding {dataset}_{train,val,test}.parquet (qm9_positional_, qm9_, molecules_{train,valid,test}.parquet)")
 	fs.StringVar(&f.out, "out", "", "run `directory` (checkpoints, best/, metrics.csv/.parquet, result.json)")
 	fs.IntVar(&f.nData, "n-data", 0, "train on the first `N` rows of the train split (qm9-positional: default all)")
 	fs.IntVar(&f.epochs, "epochs", 0, "`epochs` (default: the paper's sweep value for n-data)")
@@ -63,6 +65,8 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&f.clipAdaptive, "clip-adaptive", false, "en_flows' adaptive gradient clipping: max norm 1.5·mean + 2·std of the last 50 norms (default on for qm9-positional)")
 	fs.Float64Var(&f.reg, "reg", 0, "ODE regulariser `weight` (Frobenius + kinetic) in the loss (default 1e-3 for qm9-positional, else 0)")
 	fs.IntVar(&f.jsSamples, "js-samples", 0, "samples `N` drawn at each evaluation for the relative-distance JS divergence (qm9-positional; default 1000; <0 off)")
+	fs.IntVar(&f.stabilitySamples, "stability-samples", 0, "molecules `N` sampled at each evaluation for atom/molecule stability (qm9, molecules; default 100, the reference 1000; <0 off)")
+	fs.StringVar(&f.initFrom, "init-from", "", "start from the weights of this model `directory` (enflow import-torch output or an enflow qm9/molecules run): fine-tuning")
 	fs.Uint64Var(&f.seed, "seed", 1, "random `seed` (model initialisation, data order, Hutchinson noise)")
 	fs.StringVar(&f.model, "model", "enf", "model `kind`: enf, simple, kernel, gnf, gnf-att, gnf-att-aug, or gaussian (a tiny stand-in for smoke tests)")
 	fs.StringVar(&f.dtype, "dtype", "float32", "model `dtype`: float32 or float64")
@@ -105,6 +109,12 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%w: --dataset is required", ErrUsage)
 	case f.data == "":
 		return fmt.Errorf("%w: --data is required", ErrUsage)
+	}
+	if f.dataset == train.SystemQM9 || f.dataset == train.SystemMolecules {
+		return runTrainMolecules(ctx, env, &f, set)
+	}
+	if f.initFrom != "" || f.stabilitySamples > 0 {
+		return fmt.Errorf("%w: --init-from and --stability-samples are for --dataset qm9 and molecules", ErrUsage)
 	}
 	sys, err := particles.SystemByName(f.dataset)
 	if err != nil {
@@ -314,6 +324,15 @@ func (f *trainFlags) fillFromRunInfo(info *train.RunInfo, set map[string]bool) {
 		if f.jsSamples == 0 {
 			f.jsSamples = -1 // recorded as off: positionalDefaults must not turn it on
 		}
+	}
+	if !set["stability-samples"] {
+		f.stabilitySamples = info.StabilitySamples
+		if f.stabilitySamples == 0 {
+			f.stabilitySamples = -1
+		}
+	}
+	if !set["init-from"] {
+		f.initFrom = info.InitFrom
 	}
 }
 

@@ -12,8 +12,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/enflow/enflow/gomlx_models/optim"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/context/checkpoints"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
 // Run directory layout:
@@ -46,6 +49,11 @@ type runState struct {
 	// BestJS is the sample JS divergence at the best validation epoch (QM9 Positional; nil when
 	// not computed).
 	BestJS *float64 `json:"best_js,omitempty"`
+	// InitVal and InitTest are the evaluation before the first step of an --init-from run.
+	// BestMolStable is the sample molecule stability at the best validation epoch.
+	BestMolStable *float64 `json:"best_mol_stable,omitempty"`
+	InitVal       *float64 `json:"init_val,omitempty"`
+	InitTest      *float64 `json:"init_test,omitempty"`
 
 	// Accumulators of the epoch in progress.
 	SumNLL      float64 `json:"sum_nll"`
@@ -226,9 +234,62 @@ type LoadedModel struct {
 	Dir  string // directory the checkpoint was loaded from
 }
 
+// LoadCheckpointAs is LoadCheckpoint with the model's dtype replaced by dtype ("" keeps it):
+// every float variable is converted (the import stores float64 weights, evaluated in float32
+// by default).
+func LoadCheckpointAs(dir, which, dtype string) (*LoadedModel, error) {
+	lm, err := loadCheckpoint(dir, which, true)
+	if err != nil {
+		return nil, err
+	}
+	if dtype != "" {
+		lm.Spec.DType = dtype
+	}
+	dt, err := lm.Spec.GoDType()
+	if err != nil {
+		return nil, err
+	}
+	if err := ConvertVariables(lm.Ctx, dt); err != nil {
+		return nil, fmt.Errorf("train: %s: %w", lm.Dir, err)
+	}
+	return lm, nil
+}
+
+// ConvertVariables converts every float variable of ctx to dtype.
+func ConvertVariables(ctx *mlctx.Context, dtype dtypes.DType) error {
+	for v := range ctx.IterVariables() {
+		if v.Shape().DType == dtype || !v.Shape().DType.IsFloat() {
+			continue
+		}
+		val, err := v.Value()
+		if err != nil {
+			return fmt.Errorf("variable %s: %w", v.ScopeAndName(), err)
+		}
+		data, err := floatsOf(val)
+		if err != nil {
+			return fmt.Errorf("variable %s: %w", v.ScopeAndName(), err)
+		}
+		conv, err := floatTensor(dtype, data, val.Shape().Dimensions...)
+		if err != nil {
+			return fmt.Errorf("variable %s: %w", v.ScopeAndName(), err)
+		}
+		if err := v.SetValue(conv); err != nil {
+			return fmt.Errorf("variable %s: %w", v.ScopeAndName(), err)
+		}
+	}
+	return nil
+}
+
 // LoadCheckpoint reads the spec and the latest checkpoint of dir (see ResolveCheckpointDir) into
-// a fresh context. model.json is looked up in the checkpoint directory, then in its parent.
+// a fresh context (variables are bound when the model is built, in the model's own order, with
+// their stored dtype). model.json is looked up in the checkpoint directory, then in its parent.
 func LoadCheckpoint(dir, which string) (*LoadedModel, error) {
+	return loadCheckpoint(dir, which, false)
+}
+
+// loadCheckpoint is LoadCheckpoint; immediate loads every variable at once (for dtype
+// conversion and for copying the variables, e.g. --init-from).
+func loadCheckpoint(dir, which string, immediate bool) (*LoadedModel, error) {
 	ckDir, err := ResolveCheckpointDir(dir, which)
 	if err != nil {
 		return nil, err
@@ -241,8 +302,47 @@ func LoadCheckpoint(dir, which string) (*LoadedModel, error) {
 		}
 	}
 	ctx := mlctx.New()
-	if _, err := checkpoints.Load(ctx).Dir(ckDir).Done(); err != nil {
+	ld := checkpoints.Load(ctx).Dir(ckDir)
+	if immediate {
+		ld = ld.Immediate()
+	}
+	if _, err := ld.Done(); err != nil {
 		return nil, fmt.Errorf("train: loading checkpoint from %s: %w", ckDir, err)
 	}
+	if immediate {
+		markModelVariables(ctx)
+	}
 	return &LoadedModel{Spec: spec, Ctx: ctx, Dir: ckDir}, nil
+}
+
+// LoadModelSpec reads the model.json of a model directory: dir itself (an import or a best/),
+// or the run directory dir (its model.json, else its best/).
+func LoadModelSpec(dir string) (*ModelSpec, error) {
+	s, err := LoadSpec(dir)
+	if err == nil {
+		return s, nil
+	}
+	if s2, err2 := LoadSpec(filepath.Join(dir, BestDir)); err2 == nil {
+		return s2, nil
+	}
+	return nil, err
+}
+
+// markModelVariables restores the trainable flags that GoMLX checkpoints do not store: loaded
+// at once, every variable comes back trainable, including the optimizer's state (scopes
+// optim.DefaultScope and GoMLX's optimizers scope) and the integer counters of the driver.
+// Only the model's float parameters stay trainable.
+func markModelVariables(ctx *mlctx.Context) {
+	state := []string{mlctx.ScopeSeparator + optim.DefaultScope, mlctx.ScopeSeparator + optimizers.Scope}
+	for v := range ctx.IterVariables() {
+		if !v.Shape().DType.IsFloat() {
+			v.Trainable = false
+			continue
+		}
+		for _, sc := range state {
+			if v.Scope() == sc || strings.HasPrefix(v.Scope(), sc+mlctx.ScopeSeparator) {
+				v.Trainable = false
+			}
+		}
+	}
 }

@@ -12,14 +12,13 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
-// Dataset is one split held in memory. The driver only needs its length and batches; QM9 will
-// plug in through the same interface.
+// Dataset is one split held in memory. The driver only needs its length and batches: particle
+// configurations (ParticleDataset) and molecules (MoleculeDataset) plug in alike.
 type Dataset interface {
 	// Len is the number of examples.
 	Len() int
-	// Batch returns positions x [len(idx), nodes, dim] and the node mask [len(idx), nodes] of
-	// the rows idx.
-	Batch(idx []int) (x, mask *tensors.Tensor, err error)
+	// Batch returns the rows idx as one batch (the caller finalizes it).
+	Batch(idx []int) (*Batch, error)
 }
 
 // ParticleDataset is a DW4 or LJ13 split: fixed-size, mean-free configurations.
@@ -72,8 +71,18 @@ func (d *ParticleDataset) Config(i int) particles.Config {
 	return particles.Config{ID: d.ids[i], System: d.System.Name, Positions: append([]float64(nil), d.flat[i*f:(i+1)*f]...)}
 }
 
-// Batch implements Dataset.
-func (d *ParticleDataset) Batch(idx []int) (x, mask *tensors.Tensor, err error) {
+// Batch implements Dataset: positions [len(idx), nodes, dim] and an all-ones node mask.
+func (d *ParticleDataset) Batch(idx []int) (*Batch, error) {
+	x, mask, err := d.Tensors(idx)
+	if err != nil {
+		return nil, err
+	}
+	return &Batch{X: x, Mask: mask}, nil
+}
+
+// Tensors returns positions x [len(idx), nodes, dim] and the node mask [len(idx), nodes] of the
+// rows idx.
+func (d *ParticleDataset) Tensors(idx []int) (x, mask *tensors.Tensor, err error) {
 	if len(idx) == 0 {
 		return nil, nil, fmt.Errorf("train: empty batch")
 	}

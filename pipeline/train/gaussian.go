@@ -82,7 +82,11 @@ func (m *gaussianModel) nllGraph(s, x, mask *Node) *Node {
 
 func (m *gaussianModel) Variables() []*context.Variable { return []*context.Variable{m.logScale} }
 
-func (m *gaussianModel) LossAndGrad(x, mask *tensors.Tensor, seed uint64) (loss, nll float64, grads []*tensors.Tensor, st Stats, err error) {
+func (m *gaussianModel) LossAndGrad(b *Batch, seed uint64) (loss, nll float64, grads []*tensors.Tensor, st Stats, err error) {
+	x, mask, err := particleBatch(b)
+	if err != nil {
+		return 0, 0, nil, st, err
+	}
 	u := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)).Float64()*2 - 1
 	out, err := m.lossExec.Exec(x, mask, tensors.FromAnyValue(shapes.CastAsDType(u, m.dtype)))
 	if err != nil {
@@ -99,8 +103,12 @@ func (m *gaussianModel) LossAndGrad(x, mask *tensors.Tensor, seed uint64) (loss,
 	return loss, nll, []*tensors.Tensor{out[2]}, Stats{NFEForward: 1, NFEBackward: 1}, nil
 }
 
-func (m *gaussianModel) LogLikelihood(x, mask *tensors.Tensor, seed uint64) ([]float64, Stats, error) {
+func (m *gaussianModel) LogLikelihood(b *Batch, seed uint64) ([]float64, Stats, error) {
 	_ = seed
+	x, mask, err := particleBatch(b)
+	if err != nil {
+		return nil, Stats{}, err
+	}
 	out, err := m.llExec.Exec(x, mask)
 	if err != nil {
 		return nil, Stats{}, err

@@ -40,6 +40,10 @@ type RunInfo struct {
 	ClipAdaptive  bool    `json:"clip_adaptive,omitempty"`
 	ClipQueueInit float64 `json:"clip_queue_init,omitempty"`
 	JSSamples     int     `json:"js_samples,omitempty"`
+	// Molecule runs: the model directory the run was initialised from (fine-tuning) and the
+	// molecules sampled for the stability metric at each evaluation.
+	InitFrom         string `json:"init_from,omitempty"`
+	StabilitySamples int    `json:"stability_samples,omitempty"`
 }
 
 // SaveRunInfo writes dir/run.json atomically.
@@ -112,6 +116,16 @@ type EvalOptions struct {
 	Batch    int    // default 100
 	Seed     uint64 // seed of the Hutchinson noise
 	Limit    int    // > 0 evaluates only the first Limit rows of the split (quick checks)
+
+	// Molecule kinds (qm9):
+	Data          string  // a molecule table (.parquet/.arrow) or Cormorant .npz to evaluate instead of a split
+	IDs           []int64 // only these molecule ids (all must be found)
+	Deterministic bool    // dequantizer noise ε = 0 (u = mu), for regression checks
+	PerMolecule   string  // write the per-molecule terms of the bound to this CSV file
+	Order         string  // "size" (default: one size per batch, no padding) or "data" (file order, padded)
+	DType         string  // "" (the model's), "float32" or "float64"
+	// Progress, if not nil, receives one line per evaluated batch.
+	Progress io.Writer
 }
 
 // EvalReport is the outcome of EvaluateRun.
@@ -120,6 +134,10 @@ type EvalReport struct {
 	Split string
 	Dir   string // checkpoint directory used
 	Spec  ModelSpec
+	// Molecule kinds: the data evaluated and the mean per molecule of each term of the bound
+	// (log_pz, delta_logp, actnorm_logdet, log_q, log_pn).
+	Data  string
+	Means map[string]float64
 }
 
 // EvaluateRun rebuilds a model from a run directory and computes the NLL of a split.
@@ -127,12 +145,15 @@ func EvaluateRun(ctx context.Context, o EvalOptions) (*EvalReport, error) {
 	if o.Batch <= 0 {
 		o.Batch = 100
 	}
-	lm, err := LoadCheckpoint(o.Dir, o.Which)
+	lm, err := loadForInference(o.Dir, o.Which, o.DType)
 	if err != nil {
 		return nil, err
 	}
 	spec := *lm.Spec
 	o.Override.apply(&spec.CNF)
+	if spec.Kind == QM9Kind {
+		return evaluateMolecules(ctx, o, lm, spec)
+	}
 	sys, err := particles.SystemByName(spec.System)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
@@ -188,8 +209,14 @@ type SampleOptions struct {
 	N        int    // number of samples
 	Seed     uint64
 	Batch    int    // samples per model call (default 100)
-	Out      string // output table (.parquet or .arrow), particle-configuration schema
+	Out      string // output table (.parquet or .arrow): particle configurations, or molecules for molecule kinds
 	Override CNFOverrides
+
+	// Molecule kinds (qm9):
+	Buckets int    // merge sizes into at most Buckets padded ranges (qm9.SampleOptions.Buckets)
+	DType   string // "" (the model's), "float32" or "float64"
+	// Progress, if not nil, receives one line per solved batch.
+	Progress io.Writer
 }
 
 // SampleReport is the outcome of SampleRun.
@@ -197,9 +224,24 @@ type SampleReport struct {
 	N          int
 	Dir        string
 	Out        string
+	Spec       ModelSpec
 	MeanEnergy float64 // NaN if the system has no energy
 	NFE        int
 	Wall       time.Duration
+
+	// Molecule kinds: molecules whose solve failed, the fraction of atoms whose decoded charge
+	// equals the atomic number of their type, atom and molecule stability of the samples
+	// (bond tables of pipeline/metrics), and the number of ODE solves.
+	Molecules *MoleculeSampleStats
+}
+
+// MoleculeSampleStats summarises sampled molecules.
+type MoleculeSampleStats struct {
+	Failed            int     `json:"failed"`
+	ChargeConsistency float64 `json:"charge_consistency"`
+	AtomStable        float64 `json:"atom_stable"`
+	MolStable         float64 `json:"mol_stable"`
+	Solves            int     `json:"solves"`
 }
 
 // SampleRun draws samples from a trained model and writes them as particle configurations
@@ -215,12 +257,15 @@ func SampleRun(ctx context.Context, o SampleOptions) (*SampleReport, error) {
 	if o.Out == "" {
 		return nil, fmt.Errorf("train: no output file")
 	}
-	lm, err := LoadCheckpoint(o.Dir, o.Which)
+	lm, err := loadForInference(o.Dir, o.Which, o.DType)
 	if err != nil {
 		return nil, err
 	}
 	spec := *lm.Spec
 	o.Override.apply(&spec.CNF)
+	if spec.Kind == QM9Kind {
+		return sampleMolecules(ctx, o, lm, spec, start)
+	}
 	sys, err := particles.SystemByName(spec.System)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
@@ -233,13 +278,17 @@ func SampleRun(ctx context.Context, o SampleOptions) (*SampleReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	ps, ok := m.(ParticleSampler)
+	if !ok {
+		return nil, fmt.Errorf("train: the %s model does not sample particle configurations", spec.Kind)
+	}
 	w, err := table.NewConfigWriter(o.Out)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	defer w.Abort()
 	rng := rand.New(rand.NewPCG(o.Seed, 0x73616d706c65)) // "sample"
-	rep := &SampleReport{Dir: lm.Dir, Out: o.Out}
+	rep := &SampleReport{Dir: lm.Dir, Out: o.Out, Spec: spec}
 	sumE, nE := 0.0, 0
 	for done := 0; done < o.N; {
 		if err := ctx.Err(); err != nil {
@@ -254,7 +303,7 @@ func SampleRun(ctx context.Context, o SampleOptions) (*SampleReport, error) {
 		if err != nil {
 			return nil, err
 		}
-		xT, st, err := m.Sample(bs, sys.Particles, sys.Dim, mask, rng.Uint64())
+		xT, st, err := ps.Sample(bs, sys.Particles, sys.Dim, mask, rng.Uint64())
 		finalize(mask)
 		if err != nil {
 			return nil, fmt.Errorf("train: sampling configurations %d–%d of %d (seeded batch %d): %w", done, done+bs-1, o.N, done/o.Batch, err)
@@ -294,4 +343,17 @@ func SampleRun(ctx context.Context, o SampleOptions) (*SampleReport, error) {
 	}
 	rep.Wall = time.Since(start)
 	return rep, nil
+}
+
+// loadForInference loads a model for eval or sample: molecule kinds (whose imported weights are
+// stored in float64) and explicit dtype changes load every variable at once and convert it;
+// other kinds bind their variables lazily, as stored.
+func loadForInference(dir, which, dtype string) (*LoadedModel, error) {
+	if dtype == "" {
+		lm, err := LoadCheckpoint(dir, which)
+		if err != nil || lm.Spec.Kind != QM9Kind {
+			return lm, err
+		}
+	}
+	return LoadCheckpointAs(dir, which, dtype)
 }

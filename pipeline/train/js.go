@@ -69,7 +69,12 @@ func SampleDistanceHistogram(ctx context.Context, m Model, spec *ModelSpec, n, b
 		if err != nil {
 			return nil, nfe, err
 		}
-		xT, st, err := m.Sample(bs, spec.Nodes, spec.Dim, mask, rng.Uint64())
+		ps, ok := m.(ParticleSampler)
+		if !ok {
+			finalize(mask)
+			return nil, nfe, fmt.Errorf("train: the %s model does not sample particle configurations", spec.Kind)
+		}
+		xT, st, err := ps.Sample(bs, spec.Nodes, spec.Dim, mask, rng.Uint64())
 		finalize(mask)
 		if err != nil {
 			return nil, nfe, fmt.Errorf("train: sampling configurations %d–%d of %d: %w", done, done+bs-1, n, err)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/enflow/enflow/etl/atomicfile"
@@ -44,6 +45,10 @@ type EpochMetrics struct {
 	// at this evaluation epoch against the reference (QM9 Positional; NaN otherwise), and
 	// BestJS its value at the best validation epoch so far (en_flows main_qm9_pos.py).
 	JS, BestJS float64
+	// AtomStable and MolStable are the stability of molecules sampled at this evaluation epoch
+	// (molecule kinds with Options.Stability; NaN otherwise), BestMolStable the molecule
+	// stability at the best validation epoch so far (en_flows main_qm9.py analyze_and_save).
+	AtomStable, MolStable, BestMolStable float64
 }
 
 var metricsCols = []table.Col{
@@ -63,11 +68,15 @@ var metricsCols = []table.Col{
 	{Name: "grad_norm", Type: table.Float64},
 	{Name: "js_div", Type: table.Float64},
 	{Name: "best_js_div", Type: table.Float64},
+	{Name: "atom_stable", Type: table.Float64},
+	{Name: "mol_stable", Type: table.Float64},
+	{Name: "best_mol_stable", Type: table.Float64},
 }
 
-// legacyMetricsCols is the column count of metrics files written before js_div/best_js_div
-// existed; such files are still read (the JS columns are then NaN).
-const legacyMetricsCols = 14
+// legacyMetricsCols are the column counts of metrics files written before js_div/best_js_div
+// and before the stability columns existed; such files are still read (the missing columns
+// are then NaN).
+var legacyMetricsCols = []int{14, 16}
 
 // MetricsColumns returns the column names of the metrics files, in order.
 func MetricsColumns() []string {
@@ -80,7 +89,7 @@ func MetricsColumns() []string {
 
 func (m *EpochMetrics) values() []any {
 	return []any{int64(m.Epoch), m.Step, m.TrainNLL, m.TrainLoss, m.ValNLL, m.TestNLL, m.BestValNLL, m.BestTestNLL,
-		m.WallS, m.NFEForward, m.NFEBackward, m.NFEEval, m.LR, m.GradNorm, m.JS, m.BestJS}
+		m.WallS, m.NFEForward, m.NFEBackward, m.NFEEval, m.LR, m.GradNorm, m.JS, m.BestJS, m.AtomStable, m.MolStable, m.BestMolStable}
 }
 
 func (m *EpochMetrics) csvRecord() []string {
@@ -100,7 +109,7 @@ func (m *EpochMetrics) csvRecord() []string {
 }
 
 func parseMetricsRecord(rec []string) (EpochMetrics, error) {
-	if len(rec) != len(metricsCols) && len(rec) != legacyMetricsCols {
+	if len(rec) != len(metricsCols) && !slices.Contains(legacyMetricsCols, len(rec)) {
 		return EpochMetrics{}, fmt.Errorf("%d fields, want %d", len(rec), len(metricsCols))
 	}
 	ints := make([]int64, len(metricsCols))
@@ -125,7 +134,7 @@ func parseMetricsRecord(rec []string) (EpochMetrics, error) {
 		Epoch: int(ints[0]), Step: ints[1], TrainNLL: floats[2], TrainLoss: floats[3], ValNLL: floats[4],
 		TestNLL: floats[5], BestValNLL: floats[6], BestTestNLL: floats[7], WallS: floats[8],
 		NFEForward: ints[9], NFEBackward: ints[10], NFEEval: ints[11], LR: floats[12], GradNorm: floats[13],
-		JS: floats[14], BestJS: floats[15],
+		JS: floats[14], BestJS: floats[15], AtomStable: floats[16], MolStable: floats[17], BestMolStable: floats[18],
 	}, nil
 }
 
@@ -148,7 +157,7 @@ func ReadMetricsCSV(dir string) ([]EpochMetrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: reading %s: %w", path, err)
 	}
-	if (len(header) != len(metricsCols) && len(header) != legacyMetricsCols) || header[0] != metricsCols[0].Name {
+	if (len(header) != len(metricsCols) && !slices.Contains(legacyMetricsCols, len(header))) || header[0] != metricsCols[0].Name {
 		return nil, fmt.Errorf("train: %s: unexpected header %v", path, header)
 	}
 	var rows []EpochMetrics

@@ -9,6 +9,10 @@ import (
 	"sync"
 
 	"github.com/enflow/enflow/etl/atomicfile"
+	"github.com/enflow/enflow/gomlx_models/cnf"
+	"github.com/enflow/enflow/gomlx_models/prior"
+	"github.com/enflow/enflow/gomlx_models/qm9"
+	"github.com/enflow/enflow/gomlx_models/spec"
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -27,20 +31,67 @@ func (s *Stats) Add(o Stats) {
 	s.NFEBackward += o.NFEBackward
 }
 
-// Model is what the driver needs of a flow. Positions x are [batch, nodes, dim] tensors of the
-// spec's dtype, mask is [batch, nodes] (1 for a present node). Implementations own their compiled
-// graphs; all trainable state is in the context variables returned by Variables, in the order
-// of the gradients returned by LossAndGrad.
+// Batch is one batch of examples in the model's dtype. Particle kinds read X and Mask; molecule
+// kinds (qm9) read Molecules, the host-side padded batch with atom types and charges (its
+// dequantizer noise and log p(M) are drawn and looked up on the host).
+type Batch struct {
+	X    *tensors.Tensor // positions [batch, nodes, dim]
+	Mask *tensors.Tensor // node mask [batch, nodes] (1 for a present node), may be nil
+	// Molecules is set by molecule datasets (MoleculeDataset).
+	Molecules *qm9.Batch
+}
+
+// Size is the number of examples in the batch.
+func (b *Batch) Size() int {
+	switch {
+	case b == nil:
+		return 0
+	case b.Molecules != nil:
+		return b.Molecules.B
+	case b.X != nil:
+		return b.X.Shape().Dim(0)
+	}
+	return 0
+}
+
+// Finalize releases the batch's tensors.
+func (b *Batch) Finalize() {
+	if b != nil {
+		finalize(b.X, b.Mask)
+	}
+}
+
+// Model is what the driver needs of a flow. Implementations own their compiled graphs; all
+// trainable state is in the context variables returned by Variables, in the order of the
+// gradients returned by LossAndGrad.
 type Model interface {
 	// LossAndGrad returns the training loss, the batch-mean NLL, and the gradients of the loss
 	// with respect to Variables(). seed drives all randomness (e.g. Hutchinson noise).
-	LossAndGrad(x, mask *tensors.Tensor, seed uint64) (loss, nll float64, grads []*tensors.Tensor, st Stats, err error)
-	// LogLikelihood returns log p(x) per configuration (nats, in the mean-free subspace).
-	LogLikelihood(x, mask *tensors.Tensor, seed uint64) ([]float64, Stats, error)
-	// Sample draws batch configurations [batch, nodes, dims].
-	Sample(batch, nodes, dims int, mask *tensors.Tensor, seed uint64) (*tensors.Tensor, Stats, error)
+	LossAndGrad(b *Batch, seed uint64) (loss, nll float64, grads []*tensors.Tensor, st Stats, err error)
+	// LogLikelihood returns log p per example (nats; particle kinds: in the mean-free
+	// subspace; molecule kinds: the variational bound on log p(x, h, M)).
+	LogLikelihood(b *Batch, seed uint64) ([]float64, Stats, error)
 	// Variables are the trainable variables, in gradient order.
 	Variables() []*context.Variable
+}
+
+// ParticleSampler is a Model of fixed-size particle configurations that draws samples.
+type ParticleSampler interface {
+	// Sample draws batch configurations [batch, nodes, dims].
+	Sample(batch, nodes, dims int, mask *tensors.Tensor, seed uint64) (*tensors.Tensor, Stats, error)
+}
+
+// ClipFilter is implemented by models whose gradient clipping covers only some variables
+// (QM9: the flow's, not the dequantizer's, as en_flows).
+type ClipFilter interface {
+	ClipVariable(v *context.Variable) bool
+}
+
+// DataInitializer is implemented by models with a data-dependent initialisation (ActNorm),
+// run by the driver on the first training batch of a fresh run (not on --resume or
+// --init-from, whose parameters come from a checkpoint).
+type DataInitializer interface {
+	InitFromData(b *Batch, seed uint64) error
 }
 
 // TolerancedModel is a Model integrated by an ODE solver whose tolerances can be changed between
@@ -60,7 +111,7 @@ type ModelSpec struct {
 	// CNF), "gaussian" (a tiny per-axis scaled Gaussian flow, the test stand-in), or a baseline
 	// (BaselineKinds: "simple", "kernel", "gnf", "gnf-att", "gnf-att-aug"; model_baselines.go).
 	Kind   string   `json:"kind"`
-	System string   `json:"system"` // "dw4" or "lj13"
+	System string   `json:"system"` // "dw4", "lj13", "qm9_positional", "qm9" or "molecules"
 	Nodes  int      `json:"nodes"`
 	Dim    int      `json:"dim"`
 	DType  string   `json:"dtype"` // "float32" or "float64"
@@ -72,32 +123,33 @@ type ModelSpec struct {
 	// Augment is a training-batch augmentation applied by the driver: "" (none) or "rotation"
 	// (a uniformly random rotation per configuration; set for "gnf-att-aug").
 	Augment string `json:"augment,omitempty"`
+
+	// Molecule kinds (qm9): the dequantizer EGNN, the atomic numbers of the one-hot channels in
+	// order (absent = QM9's H, C, N, O, F), the size distribution p(M) fitted on the training
+	// split (absent = QM9's train histogram) and, for imported weights, where they came from.
+	// EGNN is then the dynamics EGNN and Nodes the largest molecule.
+	Dequantizer *EGNNSpec     `json:"dequantizer,omitempty"`
+	Elements    []int         `json:"elements,omitempty"`
+	Sizes       *prior.Sizes  `json:"sizes,omitempty"`
+	Source      *ImportSource `json:"source,omitempty"`
+}
+
+// ImportSource records where imported weights came from (enflow import-torch).
+type ImportSource struct {
+	Flow        string            `json:"flow"`
+	Dequantizer string            `json:"dequantizer"`
+	Args        string            `json:"args,omitempty"`
+	SHA256      map[string]string `json:"sha256,omitempty"`
+	TorchArgs   map[string]any    `json:"torch_args,omitempty"` // the args.pickle fields that define the model
 }
 
 // EGNNSpec is the EGNN dynamics configuration (en_flows egnn_dynamics defaults for DW4/LJ13:
-// nf 32, 3 layers, attention, tanh, coords_range 15, condition_time, sum aggregation).
-type EGNNSpec struct {
-	Hidden    int  `json:"hidden"`
-	Layers    int  `json:"layers"`
-	Attention bool `json:"attention"`
-	Tanh      bool `json:"tanh"`
-	// CoordsRange is en_flows' coords_range argument of EGNN_dynamics (15), split evenly over
-	// the layers (each layer's tanh range is CoordsRange/Layers); 0 means 15.
-	CoordsRange float64 `json:"coords_range"`
-}
+// nf 32, 3 layers, attention, tanh, coords_range 15, condition_time, sum aggregation). The
+// type is shared with the model packages (gomlx_models/spec).
+type EGNNSpec = spec.EGNN
 
-// CNFSpec is the continuous-flow configuration (mirrors cnf.Config).
-type CNFSpec struct {
-	Solver    string  `json:"solver"` // dopri5 | rk4 | euler
-	RTol      float64 `json:"rtol"`
-	ATol      float64 `json:"atol"`
-	Steps     int     `json:"steps"` // fixed-step solvers
-	Trace     string  `json:"trace"` // exact | hutchinson
-	Noise     string  `json:"noise"` // gaussian | rademacher
-	Grad      string  `json:"grad"`  // adjoint | backprop
-	RegWeight float64 `json:"reg_weight"`
-	MaxSteps  int     `json:"max_steps"`
-}
+// CNFSpec is the continuous-flow configuration (mirrors cnf.Config; gomlx_models/spec).
+type CNFSpec = spec.CNF
 
 // DefaultSpec returns the E-NF configuration of the paper for system sys (REFERENCE §1.4,
 // §4.6): EGNN nf 32 × 3 layers with attention and tanh, dopri5 rtol = atol = 1e-4, adjoint
@@ -214,6 +266,14 @@ func BuildModel(b backends.Backend, ctx *context.Context, spec *ModelSpec) (m Mo
 			m, err = nil, fmt.Errorf("train: building %s model: %v", spec.Kind, r)
 		}
 	}()
+	if spec.CNF.ExactTraceMode == "" {
+		// The environment is read here, once per model, never while a graph is built.
+		if mode := os.Getenv(cnf.ExactTraceEnv); mode != "" {
+			s := *spec
+			s.CNF.ExactTraceMode = mode
+			spec = &s
+		}
+	}
 	m, err = fn(b, ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("train: building %s model: %w", spec.Kind, err)

@@ -8,6 +8,7 @@ import (
 	"github.com/enflow/enflow/gomlx_models/baselines"
 	"github.com/enflow/enflow/gomlx_models/cnf"
 	"github.com/enflow/enflow/gomlx_models/dynamics"
+	"github.com/enflow/enflow/gomlx_models/enf"
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -159,44 +160,17 @@ func newBaselineModel(b backends.Backend, ctx *context.Context, spec *ModelSpec)
 	if err != nil {
 		return nil, err
 	}
-	if err := initCNFVariables(m, &s); err != nil {
+	dtype, err := s.GoDType()
+	if err != nil {
 		return nil, err
 	}
-	return &enfModel{m: m}, nil
-}
-
-// initCNFVariables creates (or loads from the checkpoint) the dynamics' variables with one tiny
-// random mean-free batch, so Variables() is complete before the optimizer step is compiled.
-func initCNFVariables(m *cnf.Model, spec *ModelSpec) error {
-	dtype, err := spec.GoDType()
-	if err != nil {
-		return err
-	}
-	rng := rand.New(rand.NewPCG(spec.Seed, 1))
-	pos := make([]float64, spec.Nodes*spec.Dim)
-	for i := range pos {
-		pos[i] = rng.NormFloat64()
-	}
-	ones := make([]float64, spec.Nodes)
-	for i := range ones {
-		ones[i] = 1
-	}
-	x, err := floatTensor(dtype, pos, 1, spec.Nodes, spec.Dim)
-	if err != nil {
-		return err
-	}
-	mask, err := floatTensor(dtype, ones, 1, spec.Nodes)
-	if err != nil {
-		return err
-	}
-	defer finalize(x, mask)
-	if err := m.InitVariables(x, mask); err != nil {
-		return err
+	if err := enf.InitVariables(m, s.Nodes, s.Dim, dtype, s.Seed); err != nil {
+		return nil, err
 	}
 	if len(m.Variables()) == 0 {
-		return fmt.Errorf("train: the %s dynamics has no trainable variables", spec.Kind)
+		return nil, fmt.Errorf("train: the %s dynamics has no trainable variables", s.Kind)
 	}
-	return nil
+	return &enfModel{m: m}, nil
 }
 
 // augmentStream is the PCG stream of the training-batch augmentation (distinct from the

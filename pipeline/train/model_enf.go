@@ -2,44 +2,23 @@ package train
 
 import (
 	"fmt"
-	"math/rand/v2"
 
 	"github.com/enflow/enflow/gomlx_models/cnf"
-	"github.com/enflow/enflow/gomlx_models/dynamics"
-	"github.com/enflow/enflow/gomlx_models/egnn"
+	"github.com/enflow/enflow/gomlx_models/enf"
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 )
 
 // ENFKind is the model kind of the E(n) equivariant normalizing flow: EGNN particle dynamics
-// (gomlx_models/dynamics) integrated as a CNF (gomlx_models/cnf).
+// integrated as a CNF, assembled by gomlx_models/enf.
 const ENFKind = "enf"
 
 func init() { RegisterModel(ENFKind, newENFModel) }
 
-// enfModel adapts *cnf.Model to Model.
+// enfModel adapts a particle *cnf.Model (the E-NF and the baselines) to Model.
 type enfModel struct {
 	m *cnf.Model
-}
-
-// EGNNConfig converts the spec to the egnn package's configuration.
-func (s *ModelSpec) EGNNConfig() (egnn.Config, error) {
-	dtype, err := s.GoDType()
-	if err != nil {
-		return egnn.Config{}, err
-	}
-	if s.EGNN.Hidden <= 0 || s.EGNN.Layers <= 0 {
-		return egnn.Config{}, fmt.Errorf("train: EGNN hidden %d and layers %d must be positive", s.EGNN.Hidden, s.EGNN.Layers)
-	}
-	cfg := egnn.ParticleConfig()
-	cfg.Hidden, cfg.Layers = s.EGNN.Hidden, s.EGNN.Layers
-	cfg.Attention, cfg.Tanh = s.EGNN.Attention, s.EGNN.Tanh
-	if s.EGNN.CoordsRange > 0 {
-		cfg.CoordsRange = s.EGNN.CoordsRange / float64(s.EGNN.Layers)
-	}
-	cfg.DType = dtype
-	return cfg, nil
 }
 
 // CNFConfig converts the spec to the cnf package's configuration.
@@ -48,50 +27,17 @@ func (s *ModelSpec) CNFConfig() (cnf.Config, error) {
 	if err != nil {
 		return cnf.Config{}, err
 	}
-	c := s.CNF
-	return cnf.Config{Solver: c.Solver, RTol: c.RTol, ATol: c.ATol, Steps: c.Steps, Trace: c.Trace, Noise: c.Noise,
-		Grad: c.Grad, RegWeight: c.RegWeight, MaxSteps: c.MaxSteps, DType: dtype}, nil
+	return enf.CNFConfig(s.CNF, dtype), nil
 }
 
 func newENFModel(b backends.Backend, ctx *context.Context, spec *ModelSpec) (Model, error) {
-	ecfg, err := spec.EGNNConfig()
+	dtype, err := spec.GoDType()
 	if err != nil {
 		return nil, err
 	}
-	ccfg, err := spec.CNFConfig()
+	m, err := enf.New(b, ctx, spec.EGNN, spec.CNF, spec.Nodes, spec.Dim, dtype, spec.Seed)
 	if err != nil {
 		return nil, err
-	}
-	m, err := cnf.New(b, ctx, dynamics.Particle(ecfg), ccfg)
-	if err != nil {
-		return nil, err
-	}
-	// Create (or load from the checkpoint) the dynamics' variables now, so that Variables() is
-	// complete before the optimizer step is compiled: one tiny mean-free batch.
-	dtype, _ := spec.GoDType()
-	rng := rand.New(rand.NewPCG(spec.Seed, 1))
-	pos := make([]float64, spec.Nodes*spec.Dim)
-	for i := range pos {
-		pos[i] = rng.NormFloat64()
-	}
-	ones := make([]float64, spec.Nodes)
-	for i := range ones {
-		ones[i] = 1
-	}
-	x, err := floatTensor(dtype, pos, 1, spec.Nodes, spec.Dim)
-	if err != nil {
-		return nil, err
-	}
-	mask, err := floatTensor(dtype, ones, 1, spec.Nodes)
-	if err != nil {
-		return nil, err
-	}
-	defer finalize(x, mask)
-	if err := m.InitVariables(x, mask); err != nil {
-		return nil, err
-	}
-	if len(m.Variables()) == 0 {
-		return nil, fmt.Errorf("train: the E-NF dynamics has no trainable variables")
 	}
 	return &enfModel{m: m}, nil
 }
@@ -100,12 +46,27 @@ func convStats(st cnf.Stats) Stats {
 	return Stats{NFEForward: st.Forward.NFE, NFEBackward: st.Backward.NFE}
 }
 
-func (e *enfModel) LossAndGrad(x, mask *tensors.Tensor, seed uint64) (loss, nll float64, grads []*tensors.Tensor, st Stats, err error) {
+func particleBatch(b *Batch) (*tensors.Tensor, *tensors.Tensor, error) {
+	if b == nil || b.X == nil {
+		return nil, nil, fmt.Errorf("train: particle model given a batch without positions")
+	}
+	return b.X, b.Mask, nil
+}
+
+func (e *enfModel) LossAndGrad(b *Batch, seed uint64) (loss, nll float64, grads []*tensors.Tensor, st Stats, err error) {
+	x, mask, err := particleBatch(b)
+	if err != nil {
+		return 0, 0, nil, st, err
+	}
 	loss, nll, grads, cst, err := e.m.LossAndGrad(x, mask, seed)
 	return loss, nll, grads, convStats(cst), err
 }
 
-func (e *enfModel) LogLikelihood(x, mask *tensors.Tensor, seed uint64) ([]float64, Stats, error) {
+func (e *enfModel) LogLikelihood(b *Batch, seed uint64) ([]float64, Stats, error) {
+	x, mask, err := particleBatch(b)
+	if err != nil {
+		return nil, Stats{}, err
+	}
 	ll, cst, err := e.m.LogLikelihood(x, mask, seed)
 	return ll, convStats(cst), err
 }

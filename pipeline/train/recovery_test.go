@@ -478,9 +478,9 @@ type failingModel struct {
 	err             error // returned on the failing call; nil → NaN log-likelihoods
 }
 
-func (m *failingModel) LogLikelihood(x, mask *tensors.Tensor, seed uint64) ([]float64, Stats, error) {
+func (m *failingModel) LogLikelihood(b *Batch, seed uint64) ([]float64, Stats, error) {
 	m.calls++
-	n := x.Shape().Dimensions[0]
+	n := b.Size()
 	ll := slices.Repeat([]float64{-1}, n)
 	if m.calls == m.failCall {
 		if m.err != nil {

@@ -246,7 +246,7 @@ type cancellingDataset struct {
 	cancel context.CancelFunc
 }
 
-func (c *cancellingDataset) Batch(idx []int) (x, mask *tensors.Tensor, err error) {
+func (c *cancellingDataset) Batch(idx []int) (*Batch, error) {
 	c.calls++
 	if c.calls == c.after {
 		c.cancel()

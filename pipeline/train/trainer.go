@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/enflow/enflow/etl/atomicfile"
@@ -59,6 +60,15 @@ type Options struct {
 	// JS, if not nil, draws samples at every evaluation epoch and records the Jensen–Shannon
 	// divergence of their relative distances against a reference (QM9 Positional, Table 3).
 	JS *JSEval
+	// Stability, if not nil, samples molecules at every evaluation epoch and records their atom
+	// and molecule stability (molecule kinds; en_flows main_qm9.py samples 1000).
+	Stability *StabilityEval
+	// InitFrom, if set, is a model directory (an enflow import-torch output, or a run or its
+	// best/) whose trainable variables start a fresh run (fine-tuning): Spec must describe the
+	// same architecture. The run then evaluates val and test once before the first step
+	// (Result.InitValNLL/InitTestNLL) and skips data-dependent initialisation. Ignored when
+	// resuming.
+	InitFrom string
 	// Recovery configures divergence detection and rollback (recovery.go); on by default.
 	Recovery RecoveryOptions
 	// Progress, if not nil, receives a progress bar (typically os.Stderr).
@@ -79,6 +89,13 @@ type Result struct {
 	Interrupted bool    `json:"interrupted"`
 	Recoveries  int     `json:"recoveries"` // divergences rolled back (recoveries.csv)
 	BestJS      float64 `json:"js_div"`     // sample JS divergence at the best validation epoch (NaN if not computed)
+	// InitValNLL and InitTestNLL are the evaluation before the first step of a run started
+	// with InitFrom (NaN otherwise).
+	InitValNLL  float64 `json:"init_val_nll"`
+	InitTestNLL float64 `json:"init_test_nll"`
+	// BestMolStable is the sample molecule stability at the best validation epoch (NaN if not
+	// computed).
+	BestMolStable float64 `json:"mol_stable"`
 }
 
 func (o *Options) defaults() {
@@ -236,10 +253,32 @@ func (t *trainer) setup() error {
 		}
 	}
 
+	fresh := !found
+	if fresh && o.InitFrom != "" {
+		if err := t.initFrom(o.InitFrom); err != nil {
+			return err
+		}
+	}
 	// Models: training, and evaluation ones differing only in the trace estimator. All share the
 	// variables of t.ctx.
 	if t.model, err = BuildModel(o.Backend, t.ctx, t.spec); err != nil {
 		return err
+	}
+	if di, ok := t.model.(DataInitializer); ok && fresh && o.InitFrom == "" {
+		idx, seed, err := t.firstBatch()
+		if err != nil {
+			return err
+		}
+		b, err := o.Train.Batch(idx)
+		if err != nil {
+			return fmt.Errorf("train: data-dependent initialisation: %w", err)
+		}
+		err = di.InitFromData(b, seed)
+		b.Finalize()
+		if err != nil {
+			return fmt.Errorf("train: data-dependent initialisation: %w", err)
+		}
+		t.log.Info("data-dependent initialisation on the first training batch", "molecules", len(idx))
 	}
 	built := map[string]Model{t.spec.CNF.Trace: t.model}
 	evalModel := func(trace string) (Model, error) {
@@ -274,7 +313,11 @@ func (t *trainer) setup() error {
 		return err
 	}
 
-	opt, err := optim.AdamW().FromContext(t.ctx).LearningRate(o.LearningRate).WeightDecay(o.WeightDecay).AMSGrad(true).Done()
+	cfg := optim.AdamW().FromContext(t.ctx).LearningRate(o.LearningRate).WeightDecay(o.WeightDecay).AMSGrad(true)
+	if cf, ok := t.model.(ClipFilter); ok {
+		cfg = cfg.ClipOnly(cf.ClipVariable)
+	}
+	opt, err := cfg.Done()
 	if err != nil {
 		return err
 	}
@@ -292,6 +335,11 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 		"n_train", o.Train.Len(), "epochs", sched.Epochs, "test_every", sched.TestEvery, "batch", sched.Batch,
 		"lr", o.LearningRate, "seed", st.Seed)
 
+	if o.InitFrom != "" && st.Step == 0 && st.Epoch == 0 && st.Batch == 0 && st.InitVal == nil {
+		if err := t.initialEvaluation(ctx); err != nil {
+			return nil, err
+		}
+	}
 	for st.Epoch < sched.Epochs {
 		epochStart := time.Now()
 		pcg, err := st.rng()
@@ -362,6 +410,7 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 		row := EpochMetrics{
 			Epoch: st.Epoch, Step: st.Step, ValNLL: math.NaN(), TestNLL: math.NaN(),
 			NFEForward: st.NFEForward, NFEBackward: st.NFEBackward, JS: math.NaN(), BestJS: math.NaN(),
+			AtomStable: math.NaN(), MolStable: math.NaN(), BestMolStable: math.NaN(),
 		}
 		if n := float64(len(batches)); n > 0 {
 			row.TrainNLL, row.TrainLoss, row.GradNorm = st.SumNLL/n, st.SumLoss/n, st.SumGradNorm/n
@@ -394,12 +443,28 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 				row.JS = js
 				row.NFEEval += int64(nfe)
 			}
+			if o.Stability != nil {
+				sr, err := o.Stability.Evaluate(ctx, t.model, evalSeed(st.Seed, st.Epoch, "stability"))
+				if err != nil {
+					if ctx.Err() != nil {
+						return interrupt(ctx.Err())
+					}
+					return nil, fmt.Errorf("train: epoch %d sample stability: %w", st.Epoch, err)
+				}
+				row.AtomStable, row.MolStable = sr.AtomStable, sr.MolStable
+				row.NFEEval += int64(sr.NFE)
+			}
 			if st.BestEpoch < 0 || val.NLL < st.BestVal {
 				st.BestEpoch, st.BestVal, st.BestTest = st.Epoch, val.NLL, test.NLL
 				st.BestJS = nil
 				if !math.IsNaN(row.JS) {
 					js := row.JS
 					st.BestJS = &js
+				}
+				st.BestMolStable = nil
+				if !math.IsNaN(row.MolStable) {
+					ms := row.MolStable
+					st.BestMolStable = &ms
 				}
 				newBest = true
 			}
@@ -410,6 +475,9 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 		}
 		if st.BestJS != nil {
 			row.BestJS = *st.BestJS
+		}
+		if st.BestMolStable != nil {
+			row.BestMolStable = *st.BestMolStable
 		}
 		row.LR, _ = optim.LearningRate(t.ctx)
 		wall := time.Since(epochStart).Seconds()
@@ -443,6 +511,9 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 		if o.JS != nil {
 			attrs = append(attrs, "js_div", row.JS, "best_js_div", row.BestJS)
 		}
+		if o.Stability != nil {
+			attrs = append(attrs, "atom_stable", row.AtomStable, "mol_stable", row.MolStable)
+		}
 		t.log.Info("epoch", attrs...)
 	}
 	res := t.result(false)
@@ -460,16 +531,18 @@ func (t *trainer) trainStep(idx []int, seed uint64) error {
 	if err := t.rec.beforeStep(t); err != nil {
 		return err
 	}
-	x, mask, err := t.opts.Train.Batch(idx)
+	b, err := t.opts.Train.Batch(idx)
 	if err != nil {
 		return err
 	}
-	if x, err = augmentBatch(t.spec, x, seed); err != nil {
-		finalize(mask)
-		return err
+	if b.X != nil {
+		if b.X, err = augmentBatch(t.spec, b.X, seed); err != nil {
+			b.Finalize()
+			return err
+		}
 	}
-	defer finalize(x, mask)
-	loss, nll, grads, stats, err := t.model.LossAndGrad(x, mask, seed)
+	defer b.Finalize()
+	loss, nll, grads, stats, err := t.model.LossAndGrad(b, seed)
 	if err != nil {
 		if d := t.rec.lossAndGradFailed(err); d != nil {
 			return d
@@ -536,6 +609,13 @@ func (t *trainer) result(interrupted bool) *Result {
 		OutDir: t.opts.OutDir, Epochs: st.Epoch, Steps: st.Step, BestEpoch: st.BestEpoch,
 		BestValNLL: math.NaN(), BestTestNLL: math.NaN(), LastTrain: math.NaN(),
 		WallS: st.TotalWallS, Interrupted: interrupted, Recoveries: t.rec.state.Events, BestJS: math.NaN(),
+		InitValNLL: math.NaN(), InitTestNLL: math.NaN(), BestMolStable: math.NaN(),
+	}
+	if st.BestMolStable != nil {
+		r.BestMolStable = *st.BestMolStable
+	}
+	if st.InitVal != nil && st.InitTest != nil {
+		r.InitValNLL, r.InitTestNLL = *st.InitVal, *st.InitTest
 	}
 	if st.BestJS != nil {
 		r.BestJS = *st.BestJS
@@ -557,6 +637,12 @@ func (t *trainer) writeResult(r *Result) error {
 		"last_train_nll": jsonFloat(r.LastTrain), "wall_s": r.WallS, "interrupted": r.Interrupted,
 		"recoveries": r.Recoveries, "js_div": jsonFloat(r.BestJS),
 	}
+	if !math.IsNaN(r.BestMolStable) {
+		m["mol_stable"] = r.BestMolStable
+	}
+	if !math.IsNaN(r.InitValNLL) {
+		m["init_val_nll"], m["init_test_nll"] = jsonFloat(r.InitValNLL), jsonFloat(r.InitTestNLL)
+	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("train: encoding result: %w", err)
@@ -574,4 +660,96 @@ func jsonFloat(x float64) any {
 		return nil
 	}
 	return x
+}
+
+// firstBatch returns the rows and the step seed of the first training batch of a fresh run
+// (the draws loop makes at epoch 0, from a copy of the RNG state).
+func (t *trainer) firstBatch() ([]int, uint64, error) {
+	pcg, err := t.state.rng()
+	if err != nil {
+		return nil, 0, err
+	}
+	rng := rand.New(pcg)
+	batches := EpochBatches(t.opts.Train.Len(), t.opts.Schedule.Batch, rng)
+	if len(batches) == 0 {
+		return nil, 0, fmt.Errorf("train: no training batch")
+	}
+	seeds := make([]uint64, len(batches))
+	for i := range seeds {
+		seeds[i] = rng.Uint64()
+	}
+	return batches[0], seeds[0], nil
+}
+
+// initFrom copies the trainable variables of the model in dir into the fresh context (before
+// the models are built, which then bind them). The source must be the same kind and
+// architecture as the run's spec.
+func (t *trainer) initFrom(dir string) error {
+	lm, err := LoadCheckpointAs(dir, "", t.spec.DType)
+	if err != nil {
+		return fmt.Errorf("train: --init-from: %w", err)
+	}
+	if err := sameArchitecture(lm.Spec, t.spec); err != nil {
+		return fmt.Errorf("train: --init-from %s: %w", dir, err)
+	}
+	n := 0
+	for v := range lm.Ctx.IterVariables() {
+		if !v.Trainable {
+			continue
+		}
+		val, err := v.Value()
+		if err != nil {
+			return fmt.Errorf("train: --init-from %s: variable %s: %w", dir, v.ScopeAndName(), err)
+		}
+		clone, err := val.LocalClone()
+		if err != nil {
+			return fmt.Errorf("train: --init-from %s: variable %s: %w", dir, v.ScopeAndName(), err)
+		}
+		err = catchPanic(func() error {
+			t.ctx.InAbsPath(v.Scope()).Checked(false).VariableWithValue(v.Name(), clone)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("train: --init-from %s: variable %s: %w", dir, v.ScopeAndName(), err)
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("train: --init-from %s: no trainable variables", dir)
+	}
+	t.log.Info("initialised from a checkpoint", "dir", lm.Dir, "variables", n)
+	return nil
+}
+
+// sameArchitecture checks that a model of spec src can initialise one of spec dst.
+func sameArchitecture(src, dst *ModelSpec) error {
+	switch {
+	case src.Kind != dst.Kind:
+		return fmt.Errorf("model kind %q, the run is %q", src.Kind, dst.Kind)
+	case src.EGNN.Hidden != dst.EGNN.Hidden || src.EGNN.Layers != dst.EGNN.Layers || src.EGNN.Attention != dst.EGNN.Attention || src.EGNN.Tanh != dst.EGNN.Tanh:
+		return fmt.Errorf("EGNN %+v, the run's is %+v", src.EGNN, dst.EGNN)
+	case (src.Dequantizer == nil) != (dst.Dequantizer == nil) || (src.Dequantizer != nil && *src.Dequantizer != *dst.Dequantizer):
+		return fmt.Errorf("a different dequantizer EGNN")
+	case !slices.Equal(src.ElementsOrQM9(), dst.ElementsOrQM9()) && src.Kind == QM9Kind:
+		return fmt.Errorf("elements %v, the run's are %v", src.ElementsOrQM9(), dst.ElementsOrQM9())
+	case src.Kind != QM9Kind && (src.Nodes != dst.Nodes || src.Dim != dst.Dim):
+		return fmt.Errorf("%d × %d configurations, the run's are %d × %d", src.Nodes, src.Dim, dst.Nodes, dst.Dim)
+	}
+	return nil
+}
+
+// initialEvaluation evaluates val and test before the first step of an --init-from run.
+func (t *trainer) initialEvaluation(ctx context.Context) error {
+	o, st := &t.opts, t.state
+	val, err := Evaluate(ctx, t.val, o.Val, o.EvalBatch, evalSeed(st.Seed, -1, "val"))
+	if err != nil {
+		return fmt.Errorf("train: initial validation: %w", err)
+	}
+	test, err := Evaluate(ctx, t.test, o.Test, o.EvalBatch, evalSeed(st.Seed, -1, "test"))
+	if err != nil {
+		return fmt.Errorf("train: initial test: %w", err)
+	}
+	st.InitVal, st.InitTest = &val.NLL, &test.NLL
+	t.log.Info("initial evaluation (--init-from)", "val_nll", val.NLL, "test_nll", test.NLL, "nfe", val.NFE+test.NFE)
+	return nil
 }

@@ -1,4 +1,4 @@
-package cli
+package train
 
 import (
 	"fmt"
@@ -24,8 +24,8 @@ func TestSizeBatcher(t *testing.T) {
 	} {
 		var got []string
 		total, maxHeld := 0, 0
-		b := &sizeBatcher{batch: tc.batch, bySize: tc.bySize}
-		b.emit = func(ms []molecule.Molecule) error {
+		b := &SizeBatcher{Batch: tc.batch, BySize: tc.bySize}
+		b.Emit = func(ms []molecule.Molecule) error {
 			if len(ms) > tc.batch {
 				t.Fatalf("batch of %d > %d", len(ms), tc.batch)
 			}
@@ -46,7 +46,7 @@ func TestSizeBatcher(t *testing.T) {
 		}
 		for i, n := range sizes {
 			m := molecule.Molecule{ID: int64(i + 1), Z: make([]int, n), Positions: make([][3]float64, n)}
-			if err := b.add(&m); err != nil {
+			if err := b.Add(&m); err != nil {
 				t.Fatal(err)
 			}
 			held := 0
@@ -55,7 +55,7 @@ func TestSizeBatcher(t *testing.T) {
 			}
 			maxHeld = max(maxHeld, held)
 		}
-		if err := b.flush(); err != nil {
+		if err := b.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		if total != len(sizes) || maxHeld >= tc.batch {
