@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/enflow/enflow/etl/molecule"
+	"github.com/enflow/enflow/gomlx_models/cnf"
 	"github.com/enflow/enflow/gomlx_models/prior"
 	"github.com/enflow/enflow/gomlx_models/spec"
 	"github.com/enflow/enflow/gomlx_models/torchimport"
@@ -26,7 +27,7 @@ func DefaultArch() Arch {
 	return Arch{
 		Flow:        spec.EGNN{Hidden: 64, Layers: 6, Attention: true, Tanh: true, CoordsRange: 15},
 		Dequantizer: spec.EGNN{Hidden: 64, Layers: 4, CoordsRange: 15},
-		CNF: spec.CNF{Solver: "dopri5", RTol: 1e-4, ATol: 1e-4, Trace: "hutchinson", Noise: "gaussian", Grad: "adjoint",
+		CNF: spec.CNF{Solver: "dopri5", RTol: 1e-4, ATol: 1e-4, Trace: cnf.TraceHutchinson, Noise: cnf.NoiseGaussian, Grad: cnf.GradAdjoint,
 			RegWeight: 0.001, MaxSteps: 10000},
 	}
 }
@@ -76,8 +77,8 @@ func ArchFromTorchArgs(ns torchimport.Namespace) (Arch, error) {
 	if a.CNF.RegWeight, err = ns.Float("ode_regularization"); err != nil {
 		return a, err
 	}
-	if tr, err := ns.String("trace"); err == nil && tr == "exact" {
-		a.CNF.Trace = "exact"
+	if tr, err := ns.String("trace"); err == nil && tr == cnf.TraceExact {
+		a.CNF.Trace = cnf.TraceExact
 	}
 	if a.Flow.Layers <= 0 || a.Flow.Hidden <= 0 {
 		return a, fmt.Errorf("args: n_layers = %d and nf = %d must be positive", a.Flow.Layers, a.Flow.Hidden)

@@ -9,6 +9,7 @@ import (
 	"github.com/enflow/enflow/gomlx_models/dynamics"
 	"github.com/enflow/enflow/gomlx_models/egnn"
 	"github.com/enflow/enflow/gomlx_models/prior"
+	"github.com/enflow/enflow/internal/graphutil"
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX idiom.
@@ -43,7 +44,7 @@ func DefaultConfig(dtype dtypes.DType) Config {
 		DType:       dtype,
 		Flow:        egnn.QM9Config(),
 		Dequantizer: egnn.DequantizerConfig(),
-		CNF:         cnf.Config{Solver: "dopri5", RTol: 1e-4, ATol: 1e-4, Trace: "hutchinson", Noise: "gaussian"},
+		CNF:         cnf.Config{Solver: "dopri5", RTol: 1e-4, ATol: 1e-4, Trace: cnf.TraceHutchinson, Noise: cnf.NoiseGaussian},
 		Elements:    QM9Elements(),
 		Sizes:       prior.QM9Sizes(),
 	}
@@ -355,26 +356,8 @@ func (m *Model) Decode(y, mask *tensors.Tensor) (pos []float64, types, charges [
 	return pos, types, charges, finite, nil
 }
 
-func freeAll(ts []*tensors.Tensor) {
-	for _, t := range ts {
-		if t != nil {
-			_ = t.FinalizeAll()
-		}
-	}
-}
+// freeAll releases tensors (nil entries are skipped).
+func freeAll(ts []*tensors.Tensor) { graphutil.Free(ts...) }
 
 // floats copies a Float32/Float64 tensor to float64.
-func floats(t *tensors.Tensor) []float64 {
-	switch t.DType() {
-	case dtypes.Float64:
-		return tensors.MustCopyFlatData[float64](t)
-	case dtypes.Float32:
-		v := tensors.MustCopyFlatData[float32](t)
-		out := make([]float64, len(v))
-		for i, e := range v {
-			out[i] = float64(e)
-		}
-		return out
-	}
-	panic(fmt.Sprintf("qm9: unexpected dtype %s", t.DType()))
-}
+func floats(t *tensors.Tensor) []float64 { return graphutil.MustFloats(t) }

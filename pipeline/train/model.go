@@ -158,8 +158,8 @@ func DefaultSpec(sys string, nodes, dim int) ModelSpec {
 	return ModelSpec{
 		Kind: "enf", System: sys, Nodes: nodes, Dim: dim, DType: "float32",
 		EGNN: EGNNSpec{Hidden: 32, Layers: 3, Attention: true, Tanh: true, CoordsRange: 15},
-		CNF: CNFSpec{Solver: "dopri5", RTol: 1e-4, ATol: 1e-4, Trace: "hutchinson", Noise: "rademacher",
-			Grad: "adjoint", MaxSteps: 10000},
+		CNF: CNFSpec{Solver: "dopri5", RTol: 1e-4, ATol: 1e-4, Trace: cnf.TraceHutchinson, Noise: cnf.NoiseRademacher,
+			Grad: cnf.GradAdjoint, MaxSteps: 10000},
 		Seed: 0,
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/enflow/enflow/etl/atomicfile"
 	"github.com/enflow/enflow/etl/molecule"
 	"github.com/enflow/enflow/etl/table"
+	"github.com/enflow/enflow/gomlx_models/cnf"
 	"github.com/enflow/enflow/gomlx_models/qm9"
 	"github.com/enflow/enflow/pipeline/metrics"
 )
@@ -52,7 +53,7 @@ func moleculeBatchSeed(seed uint64, bi int) uint64 { return seed + uint64(bi)*0x
 // per-size buckets so memory is bounded by the batch size.
 func evaluateMolecules(ctx context.Context, o EvalOptions, lm *LoadedModel, spec ModelSpec) (*EvalReport, error) {
 	start := time.Now()
-	if spec.CNF.Trace == "exact" {
+	if spec.CNF.Trace == cnf.TraceExact {
 		// en_flows integrates the regulariser only with its Hutchinson noise; it plays no part
 		// in the NLL, so the exact-trace evaluation leaves it out.
 		spec.CNF.RegWeight = 0

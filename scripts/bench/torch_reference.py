@@ -23,7 +23,7 @@ import time
 CASES = [
     "dw4/forward", "dw4/vjp", "dw4/adjoint_stage", "dw4/train_iter", "dw4/train_iter_tol1e-6", "dw4/exact_eval",
     "lj13/forward", "lj13/vjp", "lj13/adjoint_stage", "lj13/train_iter", "lj13/exact_eval",
-    "qm9/forward", "qm9/vjp", "qm9/sample_batched", "qm9/sample_single",
+    "qm9/forward", "qm9/vjp", "qm9/sample_batched", "qm9/sample_single", "qm9/train_iter",
 ]
 SYSTEMS = {
     "dw4": dict(nodes=4, dim=2, file="dw4/DEM_train_split_DW4.npy", scale=1.5),
@@ -355,10 +355,59 @@ def main():
                 return op
             return setup
 
+        def train_setup():
+            # One training iteration of main_qm9.py with the published weights and hyperparameters
+            # (args.pickle): the first 32 molecules of the shipped test split in file order,
+            # padded to the largest (en_flows' collate), dequantizer + flow loss with the
+            # ODE regulariser, backward (adjoint), en_flows' adaptive clipping of the flow's
+            # gradients, AdamW(amsgrad) step. log p(N) is a constant and left out.
+            def setup():
+                Bq = 32
+                d = np.load(os.path.join(a.shared, "data", "qm9", "cormorant_qm9_test.npz"))
+                n_at = d["num_atoms"][:Bq]
+                N = int(n_at.max())
+                charges = torch.tensor(d["charges"][:Bq, :N], dtype=torch.float32)
+                pos = torch.tensor(d["positions"][:Bq, :N], dtype=torch.float32)
+                node_mask = (charges > 0).float().unsqueeze(2)
+                x = pos * node_mask
+                x = x - (x.sum(1, keepdim=True) / node_mask.sum(1, keepdim=True)) * node_mask
+                types = torch.tensor([1, 6, 7, 8, 9], dtype=torch.float32)
+                one_hot = (charges.unsqueeze(2) == types.view(1, 1, 5)).float() * node_mask
+                ch = charges.unsqueeze(2)
+                em = node_mask.squeeze(2).unsqueeze(1) * node_mask.squeeze(2).unsqueeze(2)
+                em = em * (1 - torch.eye(N)).unsqueeze(0)
+                edge_mask = em.view(Bq * N * N, 1)
+                opt = torch.optim.AdamW(list(deq.parameters()) + list(flow.parameters()), lr=2e-4, amsgrad=True,
+                                        weight_decay=1e-12)
+                queue = [3000.0]
+
+                def op(rep):
+                    torch.manual_seed(rep + 2)
+                    cnt.n = 0
+                    opt.zero_grad()
+                    hq, log_q = deq({"categorical": one_hot, "integer": ch}, node_mask, edge_mask, x)
+                    xh = torch.cat([x, hq["categorical"], hq["integer"]], dim=2)
+                    z, delta_logp, reg = flow(xh, node_mask, edge_mask.view(Bq, N * N), None)
+                    log_pz = prior(z[:, :, :3], z[:, :, 3:], node_mask)
+                    nll = -(log_pz + delta_logp - log_q).mean()
+                    loss = nll + targs.ode_regularization * reg.mean()
+                    fwd = cnt.n
+                    loss.backward()
+                    q = np.array(queue[-50:])
+                    max_norm = 1.5 * q.mean() + 2 * q.std()
+                    gn = float(torch.nn.utils.clip_grad_norm_(flow.parameters(), max_norm=max_norm))
+                    queue.append(min(gn, max_norm))
+                    opt.step()
+                    return {"nfe": cnt.n, "fwd": fwd, "bwd": cnt.n - fwd,
+                            "note": f"molecules={Bq} padded_atoms={N}"}
+                return op
+            return setup
+
         run("qm9/forward", "eval", 64, dyn_setup("forward"))
         run("qm9/vjp", "eval", 64, dyn_setup("vjp"))
         run("qm9/sample_batched", "molecule", 100, sample_setup(True))
         run("qm9/sample_single", "molecule", 1, sample_setup(False))
+        run("qm9/train_iter", "iteration", 32, train_setup())
 
     if a.out:
         with open(a.out, "w") as f:
