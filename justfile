@@ -45,13 +45,25 @@ demo: setup-go
     bin/enflow demo --shared {{shared}} --out {{out}}/demo
 
 # The full test suite: format, vet, unit + integration tests, short fuzzing, notebooks, model tests on XLA CPU.
-test: setup test-go test-fuzz notebooks test-xla
+test: setup test-go test-fuzz notebooks test-xla test-slurm
 
 # Format, vet and the Go tests (pure-Go backend).
 test-go: setup-go setup-js setup-py
     @echo "== gofmt"; test -z "$(gofmt -l $(git ls-files '*.go'))" || { gofmt -l $(git ls-files '*.go'); exit 1; }
     @echo "== go vet"; go vet ./...
     @echo "== go test"; CI="${CI:-}" ENFLOW_SHARED={{shared}} go test -count=1 -timeout 25m ./...
+
+# scripts/slurm/setup.sh installs slurm-wlm + munge; pipeline/jobs TestSlurmArray starts munged,
+# slurmctld and slurmd in a temp dir, runs jobs/mini.toml as `sbatch --array=0-3`, cancels a task
+# midway and resubmits. ENFLOW_SLURM_MAX_TASKS=N throttles the array to N tasks at a time.
+# The job runner on a real one-node Slurm cluster on loopback (root; skipped otherwise).
+test-slurm:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "$(id -u)" != 0 ]; then echo "test-slurm: skipped (needs root to install and run Slurm)"; exit 0; fi
+    bash scripts/slurm/setup.sh
+    echo "== go test (Slurm)"
+    CI="${CI:-}" ENFLOW_SLURM=1 go test -count=1 -timeout 20m -run '^TestSlurmArray$' -v ./pipeline/jobs
 
 # Every fuzz target for a short time (FUZZTIME, default 10s each); crashers become regression tests.
 test-fuzz:
