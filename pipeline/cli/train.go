@@ -231,22 +231,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	if info.JSSamples > 0 {
 		opts.JS = &train.JSEval{N: info.JSSamples, Batch: min(f.evalBatch, info.JSSamples)}
 	}
-	if f.wd == 0 {
-		opts.WeightDecay = -1 // explicit zero
-	}
-	if !f.noProgress && trainIsTerminal(env.Stderr) {
-		opts.Progress = env.Stderr
-	}
-	if !f.resume {
-		// Refuse early (before run.json is overwritten) if the directory already holds a run.
-		if _, err := train.ResolveCheckpointDir(f.out, "last"); err == nil {
-			return fmt.Errorf("%w: %s already holds checkpoints: add --resume or choose another --out", ErrUsage, f.out)
-		}
-	}
-	if err := train.SaveRunInfo(f.out, info); err != nil {
-		return err
-	}
-	res, runErr := train.Run(ctx, opts)
+	res, runErr := startRun(ctx, env, &f, info, &opts)
 	if res == nil {
 		return runErr
 	}
@@ -386,4 +371,25 @@ func nanToNil(x float64) any {
 		return nil
 	}
 	return x
+}
+
+// startRun finishes the options shared by every dataset (explicit zero weight decay, progress
+// bar), refuses an --out that already holds a run unless resuming (before run.json is
+// overwritten), writes run.json and runs the training.
+func startRun(ctx context.Context, env *Env, f *trainFlags, info *train.RunInfo, opts *train.Options) (*train.Result, error) {
+	if f.wd == 0 {
+		opts.WeightDecay = -1 // explicit zero
+	}
+	if !f.noProgress && trainIsTerminal(env.Stderr) {
+		opts.Progress = env.Stderr
+	}
+	if !f.resume {
+		if _, err := train.ResolveCheckpointDir(f.out, "last"); err == nil {
+			return nil, fmt.Errorf("%w: %s already holds checkpoints: add --resume or choose another --out", ErrUsage, f.out)
+		}
+	}
+	if err := train.SaveRunInfo(f.out, info); err != nil {
+		return nil, err
+	}
+	return train.Run(ctx, *opts)
 }

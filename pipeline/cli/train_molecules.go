@@ -153,21 +153,7 @@ func runTrainMolecules(ctx context.Context, env *Env, f *trainFlags, set map[str
 	if info.StabilitySamples > 0 {
 		opts.Stability = &train.StabilityEval{N: info.StabilitySamples, Batch: min(100, info.StabilitySamples)}
 	}
-	if f.wd == 0 {
-		opts.WeightDecay = -1
-	}
-	if !f.noProgress && trainIsTerminal(env.Stderr) {
-		opts.Progress = env.Stderr
-	}
-	if !f.resume {
-		if _, err := train.ResolveCheckpointDir(f.out, "last"); err == nil {
-			return fmt.Errorf("%w: %s already holds checkpoints: add --resume or choose another --out", ErrUsage, f.out)
-		}
-	}
-	if err := train.SaveRunInfo(f.out, info); err != nil {
-		return err
-	}
-	res, runErr := train.Run(ctx, opts)
+	res, runErr := startRun(ctx, env, f, info, &opts)
 	if res == nil {
 		return runErr
 	}
