@@ -138,6 +138,7 @@ func runJobsRun(ctx context.Context, env *Env, args []string) error {
 	var (
 		retryFailed, skipUnsupported, inProcess bool
 		maxUnits                                int
+		budget                                  time.Duration
 		exe                                     string
 	)
 	fs := NewFlagSet(env, "jobs run", "SPEC.toml [--shard i/n] [--state DIR] [--data DIR] [--json]")
@@ -145,6 +146,7 @@ func runJobsRun(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&retryFailed, "retry-failed", false, "also run units that failed max_attempts times")
 	fs.BoolVar(&skipUnsupported, "skip-unsupported", false, "exit 0 even if some units are unsupported by this build")
 	fs.IntVar(&maxUnits, "max-units", 0, "stop after running `N` units (0 = all)")
+	fs.DurationVar(&budget, "budget", 0, "stop after this wall `time` (e.g. 80m): the unit in progress is interrupted as by SIGTERM (training checkpoints) and resumes next run; exit 0 (0 = no limit)")
 	fs.BoolVar(&inProcess, "in-process", false, "run enflow train/eval/sample inside this process instead of as child processes")
 	fs.StringVar(&exe, "enflow", "", "enflow `binary` for the child processes (default: this executable)")
 	if err := Parse(fs, rest); err != nil {
@@ -158,7 +160,10 @@ func runJobsRun(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	o.RetryFailed, o.MaxUnits = retryFailed, maxUnits
+	if budget < 0 {
+		return fmt.Errorf("%w: --budget %v: want a positive duration", ErrUsage, budget)
+	}
+	o.RetryFailed, o.MaxUnits, o.Budget = retryFailed, maxUnits, budget
 	if inProcess {
 		o.Exec = inProcessExec{}
 	} else {
@@ -177,6 +182,9 @@ func runJobsRun(ctx context.Context, env *Env, args []string) error {
 	}
 	var problems []string
 	for _, k := range []string{jobs.OutcomeFailed, jobs.OutcomeGaveUp, jobs.OutcomeMissingInput, jobs.OutcomeInterrupted} {
+		if k == jobs.OutcomeInterrupted && sum.BudgetReached && ctx.Err() == nil {
+			continue // the budget interrupted it: resumable, not a problem
+		}
 		if n := sum.Count(k); n > 0 {
 			problems = append(problems, fmt.Sprintf("%d %s", n, k))
 		}
@@ -232,6 +240,10 @@ func printRunSummary(w io.Writer, s *jobs.Summary) {
 		parts[i] = fmt.Sprintf("%s %d", k, s.Counts[k])
 	}
 	fmt.Fprintf(w, "%s (%.1f s)\n", strings.Join(parts, ", "), s.WallS)
+	if s.BudgetReached {
+		fmt.Fprintf(w, "budget %v spent: %d units finished, %d left in shard %s; run again to continue\n",
+			time.Duration(s.BudgetS*float64(time.Second)).Round(time.Second), s.Finished, s.Left, s.Shard)
+	}
 }
 
 func runJobsStatus(ctx context.Context, env *Env, args []string) error {

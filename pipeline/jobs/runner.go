@@ -76,6 +76,10 @@ type Options struct {
 	// BackendName is recorded in the results (default: the spec's backend, else
 	// $GOMLX_BACKEND, else "default").
 	BackendName string
+	// Budget > 0 bounds the run's wall time: when it is spent, the unit in progress is
+	// interrupted as by SIGTERM (training checkpoints; the unit stays resumable) and no
+	// further unit starts. Summary.BudgetReached tells.
+	Budget time.Duration
 }
 
 // UnitReport is one unit's line in a Summary.
@@ -108,7 +112,17 @@ type Summary struct {
 	Counts   map[string]int `json:"counts"`
 	Reports  []UnitReport   `json:"unit_reports"`
 	WallS    float64        `json:"wall_s"`
+	// Budget of the run (Options.Budget) in seconds, and whether it was spent before every
+	// unit of the shard was finished.
+	BudgetS       float64 `json:"budget_s,omitempty"`
+	BudgetReached bool    `json:"budget_reached,omitempty"`
+	// Finished units of the shard (done or ran) and the rest.
+	Finished int `json:"finished"`
+	Left     int `json:"left"`
 }
+
+// ErrBudget is the cause of the interruption of a run whose Options.Budget was spent.
+var ErrBudget = errors.New("time budget spent")
 
 // Count returns how many units had the outcome.
 func (s *Summary) Count(outcome string) int { return s.Counts[outcome] }
@@ -189,6 +203,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Exec == nil {
 		return nil, fmt.Errorf("jobs: no executor")
 	}
+	if o.Budget > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, o.Budget, ErrBudget)
+		defer cancel()
+	}
 	if err := os.MkdirAll(r.results, 0o755); err != nil {
 		return nil, fmt.Errorf("jobs: state directory: %w", err)
 	}
@@ -240,6 +259,15 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		sum.Reports = append(sum.Reports, rep)
 	}
 	sum.WallS = time.Since(start).Seconds()
+	sum.Finished = sum.Count(OutcomeDone) + sum.Count(OutcomeRan)
+	sum.Left = sum.InShard - sum.Finished
+	if o.Budget > 0 {
+		sum.BudgetS = o.Budget.Seconds()
+		sum.BudgetReached = errors.Is(context.Cause(ctx), ErrBudget) && sum.Left > 0
+		if sum.BudgetReached {
+			r.log.Info("budget spent", "budget", o.Budget, "finished", sum.Finished, "left", sum.Left, "shard", r.o.Shard.String())
+		}
+	}
 	return sum, nil
 }
 
@@ -350,7 +378,7 @@ func (r *runner) runUnit(ctx context.Context, u *Unit, rep *UnitReport) {
 			math.Round(rep.WallS*100)/100, "resumed", ex.resumed, "part", filepath.Base(rep.Part))
 	case ctx.Err() != nil:
 		a.Outcome, a.Error = "interrupted", err.Error()
-		rep.Outcome, rep.Error = OutcomeInterrupted, fmt.Sprintf("interrupted (%v); the next run resumes it", ctx.Err())
+		rep.Outcome, rep.Error = OutcomeInterrupted, fmt.Sprintf("interrupted (%v); the next run resumes it", context.Cause(ctx))
 	default:
 		a.Outcome, a.Error = "failed", err.Error()
 		rep.Outcome, rep.Error = OutcomeFailed, err.Error()
