@@ -122,18 +122,9 @@ func parseMoleculesFlags(env *Env, args []string) (*moleculesOptions, error) {
 		}
 		slices.Sort(o.elements)
 	}
-	for _, f := range strings.Split(formats, ",") {
-		f = strings.ToLower(strings.TrimSpace(f))
-		switch {
-		case f == "":
-		case f != "parquet" && f != "arrow":
-			return nil, fmt.Errorf("%w: --format %q: want parquet and/or arrow", ErrUsage, f)
-		case !slices.Contains(o.formats, f):
-			o.formats = append(o.formats, f)
-		}
-	}
-	if len(o.formats) == 0 {
-		return nil, fmt.Errorf("%w: --format is empty", ErrUsage)
+	var err error
+	if o.formats, err = parseTableFormats(formats); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

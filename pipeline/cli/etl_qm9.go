@@ -114,18 +114,9 @@ func parseQM9Flags(env *Env, args []string) (*qm9Options, error) {
 		}
 		o.resplit = fr
 	}
-	for _, f := range strings.Split(formats, ",") {
-		f = strings.ToLower(strings.TrimSpace(f))
-		switch {
-		case f == "":
-		case f != "parquet" && f != "arrow":
-			return nil, fmt.Errorf("%w: --format %q: want parquet and/or arrow", ErrUsage, f)
-		case !slices.Contains(o.formats, f):
-			o.formats = append(o.formats, f)
-		}
-	}
-	if len(o.formats) == 0 {
-		return nil, fmt.Errorf("%w: --format is empty", ErrUsage)
+	var err error
+	if o.formats, err = parseTableFormats(formats); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
@@ -460,4 +451,24 @@ func qm9ArchiveProgress(w io.Writer) (func(int), func()) {
 		progressbar.OptionThrottle(200*time.Millisecond),
 	)
 	return func(n int) { bar.Set(n) }, func() { bar.Finish(); fmt.Fprintln(w) }
+}
+
+// parseTableFormats reads the --format list of the ETL commands: parquet and/or arrow,
+// comma-separated, duplicates dropped.
+func parseTableFormats(formats string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(formats, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		switch {
+		case f == "":
+		case f != "parquet" && f != "arrow":
+			return nil, fmt.Errorf("%w: --format %q: want parquet and/or arrow", ErrUsage, f)
+		case !slices.Contains(out, f):
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: --format is empty", ErrUsage)
+	}
+	return out, nil
 }

@@ -235,13 +235,7 @@ func (s *Stability) Add(types []int, pos [][3]float64) (MoleculeResult, error) {
 			r.NStable++
 		}
 	}
-	r.Stable = r.NStable == r.NAtoms
-	s.Molecules++
-	s.Atoms += int64(r.NAtoms)
-	s.StableAtoms += int64(r.NStable)
-	if r.Stable {
-		s.StableMolecules++
-	}
+	s.count(&r)
 	return r, nil
 }
 
@@ -397,4 +391,15 @@ func StabilityOfMolecules(ms []molecule.Molecule) (*Stability, error) {
 		}
 	}
 	return s, nil
+}
+
+// count adds an evaluated, covered molecule to the pooled totals.
+func (s *Stability) count(r *MoleculeResult) {
+	r.Stable = r.NStable == r.NAtoms
+	s.Molecules++
+	s.Atoms += int64(r.NAtoms)
+	s.StableAtoms += int64(r.NStable)
+	if r.Stable {
+		s.StableMolecules++
+	}
 }

@@ -194,13 +194,7 @@ func (s *Stability) addGeneral(z []int, pos [][3]float64) (MoleculeResult, error
 			r.NStable++
 		}
 	}
-	r.Stable = r.NStable == r.NAtoms
-	s.Molecules++
-	s.Atoms += int64(r.NAtoms)
-	s.StableAtoms += int64(r.NStable)
-	if r.Stable {
-		s.StableMolecules++
-	}
+	s.count(&r)
 	return r, nil
 }
 

@@ -349,11 +349,18 @@ func SampleRun(ctx context.Context, o SampleOptions) (*SampleReport, error) {
 // stored in float64) and explicit dtype changes load every variable at once and convert it;
 // other kinds bind their variables lazily, as stored.
 func loadForInference(dir, which, dtype string) (*LoadedModel, error) {
-	if dtype == "" {
-		lm, err := LoadCheckpoint(dir, which)
-		if err != nil || lm.Spec.Kind != QM9Kind {
-			return lm, err
+	ckDir, err := ResolveCheckpointDir(dir, which)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := LoadModelSpec(ckDir)
+	if err != nil {
+		if spec, err = LoadSpec(filepath.Dir(ckDir)); err != nil {
+			return nil, err
 		}
+	}
+	if dtype == "" && spec.Kind != QM9Kind {
+		return LoadCheckpoint(dir, which)
 	}
 	return LoadCheckpointAs(dir, which, dtype)
 }
