@@ -5,14 +5,13 @@ import (
 	"testing"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 )
 
 // TestExactTraceModes: Config.ExactTraceMode "loop" and "replicate" give the same exact trace
 // (the strategies differ in cost only), and an unknown mode is refused by New.
 func TestExactTraceModes(t *testing.T) {
 	b := backendT(t)
-	ctx := context.New()
+	ctx := seededContext()
 	x := particleData(t, 2, 4, 2, dtypes.Float64, 3)
 	var traces [][]float64
 	for i, mode := range []string{ExactTraceLoop, " Replicate ", ExactTraceAuto} {

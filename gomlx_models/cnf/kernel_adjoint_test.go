@@ -5,7 +5,6 @@ import (
 
 	"github.com/enflow/enflow/gomlx_models/baselines"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 )
 
 // TestKernelAdjointDopri5 is a regression test: the adjoint solve of kernel dynamics with
@@ -15,7 +14,7 @@ import (
 // the time as well as the state. Adjoint and backprop gradients must agree.
 func TestKernelAdjointDopri5(t *testing.T) {
 	b := backendT(t)
-	ctx := context.New()
+	ctx := seededContext()
 	cfg := baselines.KernelConfigDW4()
 	cfg.DType = dtypes.Float64
 	x := particleData(t, 4, 4, 2, dtypes.Float64, 11)

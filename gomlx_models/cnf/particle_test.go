@@ -9,7 +9,6 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/enflow/enflow/gomlx_models/dynamics"
 	"github.com/enflow/enflow/gomlx_models/egnn"
@@ -76,7 +75,7 @@ func particleData(t testing.TB, b, n, d int, dtype dtypes.DType, seed uint64) *t
 
 func TestParticleExactTraceMatchesFiniteDifferences(t *testing.T) {
 	b := backendT(t)
-	m, err := New(b, context.New(), smallParticle(dtypes.Float64), Config{Trace: "exact", DType: dtypes.Float64})
+	m, err := New(b, seededContext(), smallParticle(dtypes.Float64), Config{Trace: "exact", DType: dtypes.Float64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +99,7 @@ func TestParticleExactTraceMatchesFiniteDifferences(t *testing.T) {
 // rtol=atol=1e-8; adjoint vs backprop gradients, and finite differences for two parameters.
 func TestParticleAdjointMatchesBackprop(t *testing.T) {
 	b := backendT(t)
-	ctx := context.New()
+	ctx := seededContext()
 	x := particleData(t, 2, 4, 2, dtypes.Float64, 5)
 	grads := map[string][]float64{}
 	var adj *Model
@@ -160,7 +159,7 @@ func TestParticleAdjointMatchesBackprop(t *testing.T) {
 
 func TestParticleInvertibility(t *testing.T) {
 	b := backendT(t)
-	m, err := New(b, context.New(), smallParticle(dtypes.Float64), Config{RTol: 1e-7, ATol: 1e-7, DType: dtypes.Float64})
+	m, err := New(b, seededContext(), smallParticle(dtypes.Float64), Config{RTol: 1e-7, ATol: 1e-7, DType: dtypes.Float64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +206,7 @@ func BenchmarkLJ13TrainingIteration(b *testing.B) {
 func benchTraining(b *testing.B, batch, n, d int, cfg Config) {
 	be := backendT(b)
 	cfg.DType = dtypes.Float32
-	m, err := New(be, context.New(), dynamics.Particle(egnn.ParticleConfig()), cfg)
+	m, err := New(be, seededContext(), dynamics.Particle(egnn.ParticleConfig()), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func testDynamics(ctx *context.Context, t, x, mask *Node) *Node {
 // newTestContext creates the variables of testDynamics with seeded values of a scale that makes
 // the flow clearly non-trivial.
 func newTestContext(c int, dtype dtypes.DType, seed uint64) *context.Context {
-	ctx := context.New()
+	ctx := seededContext()
 	rng := rand.New(rand.NewPCG(seed, 99))
 	set := func(name string, scale float64, dims ...int) {
 		n := 1

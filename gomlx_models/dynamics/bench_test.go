@@ -46,7 +46,7 @@ func BenchmarkParticle(b *testing.B) {
 		}
 		z := tensors.FromFlatDataAndDimensions(data, batch, sys.n, sys.d)
 		eps := tensors.FromFlatDataAndDimensions(epsData, batch, sys.n, sys.d)
-		ctx := context.New()
+		ctx := seededContext()
 		for _, mode := range []string{"forward", "vjp", "vjp_stockvjp", "train", "train_stockvjp"} {
 			b.Run(fmt.Sprintf("%s/B%d/%s", sys.name, batch, mode), func(b *testing.B) {
 				stock := mode == "vjp_stockvjp" || mode == "train_stockvjp"

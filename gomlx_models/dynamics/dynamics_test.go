@@ -97,7 +97,7 @@ func randomizeVariables(ctx *context.Context, rng *rand.Rand, scale float64) {
 
 // newModel builds fn's variables for a state of the given dims and randomises them.
 func newModel(t testing.TB, fn Func, rng *rand.Rand, dims ...int) *context.Context {
-	ctx := context.New()
+	ctx := seededContext()
 	run(t, ctx, fn, 0.3, tensors.FromFlatDataAndDimensions(randVec(rng, dims[0]*dims[1]*dims[2], 1), dims...), nil)
 	randomizeVariables(ctx, rng, 0.6)
 	return ctx

@@ -228,7 +228,7 @@ func TestEGNNMatchesReference(t *testing.T) {
 			rng := rand.New(rand.NewPCG(7, uint64(i)))
 			const prefix = "transformations.1.odefunc.dynamics.egnn."
 			state, ref := randomTorchState(cfg, prefix, rng, 0.6)
-			ctx := context.New()
+			ctx := seededContext()
 			if err := ImportTorch(ctx, prefix, cfg, state); err != nil {
 				t.Fatal(err)
 			}
@@ -264,7 +264,7 @@ func TestImportExportRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, prefix := range []string{"", "net_fn.egnn.", "net_fn.egnn"} {
 		state, _ := randomTorchState(cfg, prefix, rng, 1)
-		ctx := context.New().In("model")
+		ctx := seededContext().In("model")
 		if err := ImportTorch(ctx, prefix, cfg, state); err != nil {
 			t.Fatal(err)
 		}
@@ -292,7 +292,7 @@ func TestImportExportRoundTrip(t *testing.T) {
 	}
 	// Spot-check one block: w_r of gcl_1 is column 2H of edge_mlp.0.weight.
 	state, ref := randomTorchState(cfg, "", rng, 1)
-	ctx := context.New()
+	ctx := seededContext()
 	if err := ImportTorch(ctx, "", cfg, state); err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestImportTorchErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			state, _ := randomTorchState(cfg, "p.", rng, 1)
 			tc.mutate(state)
-			ctx := context.New()
+			ctx := seededContext()
 			err := ImportTorch(ctx, "p", cfg, state)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
@@ -346,7 +346,7 @@ func TestImportTorchErrors(t *testing.T) {
 	withOut, _ := randomTorchState(cfg, "", rng, 1)
 	noOut := cfg
 	noOut.OutNodeF = 0
-	if err := ImportTorch(context.New(), "", noOut, withOut); err != nil {
+	if err := ImportTorch(seededContext(), "", noOut, withOut); err != nil {
 		t.Fatalf("OutNodeF=0 with embedding_out keys: %v", err)
 	}
 }
@@ -360,7 +360,7 @@ func TestFactorisedEdgeLayer(t *testing.T) {
 			cfg.EdgeAttrF = edgeF
 			rng := rand.New(rand.NewPCG(11, uint64(edgeF)))
 			state, ref := randomTorchState(cfg, "", rng, 1)
-			ctx := context.New()
+			ctx := seededContext()
 			if err := ImportTorch(ctx, "", cfg, state); err != nil {
 				t.Fatal(err)
 			}
@@ -413,7 +413,7 @@ func TestFactorisedEdgeLayer(t *testing.T) {
 func TestInitialisation(t *testing.T) {
 	cfg := f64(Config{Hidden: 16, Layers: 1, InNodeF: 3, OutNodeF: 2, EdgeAttrF: 1, Attention: true, Tanh: true,
 		Recurrent: true})
-	ctx := context.New()
+	ctx := seededContext()
 	rng := rand.New(rand.NewPCG(1, 1))
 	runEGNN(t, ctx, cfg, randomBatch(rng, 1, 3, cfg.InNodeF, 3, 1, nil), noMasks)
 	H := float64(cfg.Hidden)

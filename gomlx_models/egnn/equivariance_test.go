@@ -4,8 +4,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
-
-	"github.com/gomlx/gomlx/pkg/ml/context"
 )
 
 // RandomOrthogonal returns a random D×D orthogonal matrix (Gram–Schmidt on a Gaussian matrix);
@@ -151,7 +149,7 @@ func TestEGNNEquivariance(t *testing.T) {
 				cfg := tinyConfig()
 				rng := rand.New(rand.NewPCG(21, uint64(10*d+ti)))
 				state, _ := randomTorchState(cfg, "", rng, 0.6)
-				ctx := context.New()
+				ctx := seededContext()
 				if err := ImportTorch(ctx, "", cfg, state); err != nil {
 					t.Fatal(err)
 				}
@@ -200,7 +198,7 @@ func TestEGNNPaddingInvariance(t *testing.T) {
 	} {
 		rng := rand.New(rand.NewPCG(31, uint64(cfg.EdgeAttrF)))
 		state, _ := randomTorchState(cfg, "", rng, 0.6)
-		ctx := context.New()
+		ctx := seededContext()
 		if err := ImportTorch(ctx, "", cfg, state); err != nil {
 			t.Fatal(err)
 		}

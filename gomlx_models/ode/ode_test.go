@@ -283,7 +283,7 @@ func TestMixedNormIsMaxOfPerTensorRMS(t *testing.T) {
 func TestParametersFromContext(t *testing.T) {
 	b := backendT(t)
 	const a, w = -0.3, 1.7
-	ctx := context.New()
+	ctx := seededContext()
 	ctx.In("lin").VariableWithValue("A", [][]float64{{a, w}, {-w, a}})
 	f := func(ctx *context.Context, _ *Node, y, _ []*Node) []*Node {
 		A := ctx.In("lin").VariableWithValue("A", [][]float64{{0, 0}, {0, 0}}).ValueGraph(y[0].Graph())
@@ -391,7 +391,7 @@ func TestIntegrateReplaysSolve(t *testing.T) {
 		args = append(args, sol.Times[i], sol.Steps[i])
 	}
 	var nfe int
-	out, err := context.ExecOnceN(b, context.New(), func(ctx *context.Context, in []*Node) []*Node {
+	out, err := context.ExecOnceN(b, seededContext(), func(ctx *context.Context, in []*Node) []*Node {
 		ts, dts := make([]*Node, n), make([]*Node, n)
 		for i := range n {
 			ts[i], dts[i] = in[2+2*i], in[3+2*i]

@@ -125,7 +125,7 @@ func TestAdamWMatchesTorch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx := context.New()
+			ctx := seededContext()
 			va, vb := newTestVars(t, ctx)
 			ga, gb := testGrads()
 			var step func(k int) float64
@@ -198,7 +198,7 @@ func TestAMSGradUsesMax(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.New()
+	ctx := seededContext()
 	va, vb := newTestVars(t, ctx)
 	st, err := NewStepper(be, ctx, opt, []*context.Variable{va, vb})
 	if err != nil {
@@ -252,7 +252,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestFromContext(t *testing.T) {
-	ctx := context.New()
+	ctx := seededContext()
 	ctx.SetParams(map[string]any{
 		ParamBeta1: 0.8, ParamBeta2: 0.99, ParamEpsilon: 1e-6, ParamWeightDecay: 1e-12,
 		ParamAMSGrad: false, ParamClipGradNorm: 2.0, ParamClipAdaptive: true, ParamClipQueueLen: 7, ParamClipQueueInit: 1e30,
@@ -283,7 +283,7 @@ func assertClose(t *testing.T, step int, what string, got, want []float64, tol f
 func TestAdaptiveClipHugeSeedFloat32(t *testing.T) {
 	be := newTestBackend(t)
 	for _, clip := range []bool{true, false} {
-		ctx := context.New()
+		ctx := seededContext()
 		v := ctx.In("layer").VariableWithValue("w", []float32{1, -2, 0.5})
 		cfg := AdamW().LearningRate(0.01).WeightDecay(1e-12)
 		if clip {

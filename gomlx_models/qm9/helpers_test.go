@@ -12,7 +12,6 @@ import (
 	"github.com/enflow/enflow/internal/shared"
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 )
 
 const pretrained = "data/pretrained/en_flows_qm9"
@@ -54,7 +53,7 @@ func publishedModel(t testing.TB, dtype dtypes.DType, mod func(*Config)) *Model 
 	if mod != nil {
 		mod(&cfg)
 	}
-	ctx := context.New()
+	ctx := seededContext()
 	if err := ImportTorch(ctx, cfg, flow, deq); err != nil {
 		t.Fatal(err)
 	}

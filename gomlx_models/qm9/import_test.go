@@ -10,7 +10,6 @@ import (
 	"github.com/enflow/enflow/gomlx_models/torchimport"
 	"github.com/enflow/enflow/internal/shared"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 )
 
 // clone returns a shallow copy of sd whose tensor map and key list can be edited.
@@ -67,7 +66,7 @@ func TestImportTorchErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ctx := context.New()
+			ctx := seededContext()
 			err := ImportTorch(ctx, DefaultConfig(dtypes.Float32), c.flow, c.deq)
 			if c.want == "" {
 				if err != nil {

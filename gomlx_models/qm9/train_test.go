@@ -20,7 +20,7 @@ func tinyModel(t *testing.T, grad string) *Model {
 	cfg.Flow.Hidden, cfg.Flow.Layers = 8, 2
 	cfg.Dequantizer.Hidden, cfg.Dequantizer.Layers = 8, 2
 	cfg.CNF.Solver, cfg.CNF.Steps, cfg.CNF.Trace, cfg.CNF.Grad, cfg.CNF.RegWeight = "rk4", 3, "exact", grad, 1e-3
-	ctx := context.New()
+	ctx := seededContext()
 	ctx.SetParam(context.ParamInitialSeed, int64(7))
 	m, err := New(getBackend(t), ctx, cfg)
 	if err != nil {
@@ -267,7 +267,7 @@ func TestOtherElements(t *testing.T) {
 	cfg.Flow.Hidden, cfg.Flow.Layers, cfg.Dequantizer.Hidden, cfg.Dequantizer.Layers = 8, 1, 8, 1
 	cfg.Elements = []int{1, 6, 7, 8, 16, 17}
 	cfg.CNF.Solver, cfg.CNF.Steps, cfg.CNF.Trace = "rk4", 2, "exact"
-	m, err := New(getBackend(t), context.New(), cfg)
+	m, err := New(getBackend(t), seededContext(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
