@@ -1,10 +1,15 @@
-// Package backend selects the GoMLX backend used by enflow's models.
+// Package backend selects the engine (GoMLX backend) used by enflow's models.
 //
-// It only links the pure-Go SimpleGo backend ("go"), so every binary and test builds without cgo
-// and without a PJRT plugin. Importing gomlx's backends/default instead would also register XLA,
-// and backends.New() would then pick "xla" by default and fail on machines without a plugin.
-// The XLA backend is compiled in only with the build tag "xla" (see xla.go); without it, an
-// "xla:…" spec returns an error that says so.
+// New("") picks the engine at run time (see Resolve for the rule): XLA when the binary has it
+// compiled in and a PJRT plugin is found (CUDA before CPU), the pure-Go SimpleGo backend ("go")
+// otherwise. An explicit spec (--backend, or $GOMLX_BACKEND) always wins. New logs one line
+// per distinct choice on slog's default logger ("engine: xla:cpu (plugin …)").
+//
+// SimpleGo is always linked, so every binary and test builds without cgo. The XLA backend is
+// compiled in only with the build tag "xla" (see xla.go; it needs cgo); without it an "xla:…"
+// spec returns an error that says so, and automatic selection reports SimpleGo with that note.
+// Importing gomlx's backends/default instead would register XLA unconditionally, and
+// backends.New() would then pick "xla" and try to download a plugin from GitHub.
 //
 // SimpleGo traps in GoMLX (found in v0.26.0, still present in v0.27.3) that this package works
 // around (all verified):
@@ -24,13 +29,16 @@
 //     still parallel inside) and "go:parallelism=0" (everything inline) are deadlock-free too.
 //   - The SimpleGo backend is registered as "go"; "simplego" is accepted here as an alias.
 //   - Setting "parallelism=N" makes SimpleGo print a line on stdout; this package swallows it.
-//   - backends.New() with XLA linked in (backends/default) picks "xla" and, without a PJRT
-//     plugin, tries to auto-download one (unless $GOMLX_NO_AUTO_INSTALL is set) or fails.
+//
+// XLA traps: go-xla reads $PJRT_PLUGIN_LIBRARY_PATH once, when the process starts, so a plugin
+// found later (the project's .tools/pjrt) is passed by absolute path; GoMLX then no longer
+// recognises a CPU plugin by name, so ",shared_buffers" (what "xla:cpu" implies) is added.
 package backend
 
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -51,7 +59,9 @@ var xlaAvailable bool
 
 // New returns a backend for the given spec:
 //
-//   - "" : $GOMLX_BACKEND if set and non-empty, otherwise DefaultSimpleGo.
+//   - "" : $GOMLX_BACKEND if set and non-empty, otherwise the automatic choice of Resolve
+//     (XLA CUDA or CPU when compiled in and a plugin is found, else DefaultSimpleGo). If the
+//     automatically chosen XLA plugin fails to load, New falls back to SimpleGo and says so.
 //   - "go", "simplego", "go:<options>", "simplego:<options>": the pure-Go SimpleGo backend.
 //     A bare "go"/"simplego" gets the safe DefaultSimpleGo options; explicit options are
 //     passed through unchanged (comma separated: parallelism=N (-1 unbounded, 0 inline),
@@ -59,19 +69,32 @@ var xlaAvailable bool
 //     dotgeneral_smallmatmul, packgemm). Options without parallelism=-1 or 0 and without
 //     ops_sequential use the bounded pool, which can deadlock on gradient graphs.
 //   - "xla", "xla:cpu", "xla:cuda", "xla:/abs/path/plugin.so": XLA through a PJRT plugin.
-//     Requires a binary built with -tags xla and a plugin in PJRT_PLUGIN_LIBRARY_PATH (or the
-//     standard go-xla directories, or an absolute plugin path); GoMLX's automatic plugin
+//     Requires a binary built with -tags xla; the plugin is looked up as Resolve describes
+//     (or, when not found there, in go-xla's own directories). GoMLX's automatic plugin
 //     download is disabled. Otherwise a descriptive error is returned.
 //
 // New never panics: errors from GoMLX constructors (some of which panic) are returned.
-func New(spec string) (b backends.Backend, err error) {
-	spec = strings.TrimSpace(spec)
-	if spec == "" {
-		spec = strings.TrimSpace(os.Getenv(EnvVar))
+func New(spec string) (backends.Backend, error) {
+	c, err := Resolve(spec)
+	if err != nil {
+		return nil, err
 	}
-	if spec == "" {
-		spec = DefaultSimpleGo
+	b, err := construct(c.Spec)
+	if err != nil && c.Auto && c.Spec != DefaultSimpleGo {
+		failed := c
+		c = Choice{Spec: DefaultSimpleGo, Engine: EngineSimpleGo, Auto: true,
+			Reason: fmt.Sprintf("%s failed to start (%v)", failed.Engine, err)}
+		b, err = construct(c.Spec)
 	}
+	if err != nil {
+		return nil, err
+	}
+	logChoice(c)
+	return b, nil
+}
+
+// construct builds the backend of a resolved spec.
+func construct(spec string) (b backends.Backend, err error) {
 	name, config, _ := strings.Cut(spec, ":")
 	defer func() {
 		if r := recover(); r != nil {
@@ -88,8 +111,8 @@ func New(spec string) (b backends.Backend, err error) {
 	case "xla", "stablehlo", "hlo", "shlo":
 		return newXLA(spec, config)
 	default:
-		return nil, fmt.Errorf("unknown backend spec %q: want \"\" (default %s), \"go[:options]\", "+
-			"\"simplego[:options]\" or \"xla:cpu\"/\"xla:cuda\"", spec, DefaultSimpleGo)
+		return nil, fmt.Errorf("unknown backend spec %q: want \"\" (automatic), \"go[:options]\", "+
+			"\"simplego[:options]\" or \"xla:cpu\"/\"xla:cuda\"", spec)
 	}
 }
 
@@ -135,8 +158,8 @@ func newSimpleGo(config string) (backends.Backend, error) {
 func newXLA(spec, config string) (backends.Backend, error) {
 	if !xlaAvailable {
 		return nil, fmt.Errorf("backend %q: this binary was built without XLA support "+
-			"(rebuild with `-tags xla`, which needs cgo, and point PJRT_PLUGIN_LIBRARY_PATH at a PJRT plugin, "+
-			"e.g. from scripts/xla/setup.sh), or use the pure-Go backend \"go\"", spec)
+			"(./just setup-go builds it with XLA when cgo and a C compiler are available; by hand: "+
+			"CGO_ENABLED=1 go build -tags xla), or use the pure-Go backend \"go\"", spec)
 	}
 	b, err := backends.NewWithConfig("xla:" + config)
 	if err != nil {
@@ -146,6 +169,12 @@ func newXLA(spec, config string) (backends.Backend, error) {
 	return b, nil
 }
 
+// Compiles reports whether b compiles one program per graph shape (XLA, on any device), so that
+// callers can trade padding for fewer shapes. SimpleGo interprets graphs: false.
+func Compiles(b backends.Backend) bool {
+	return b != nil && b.String() == "xla"
+}
+
 // Name returns a short human-readable description of b for reports: "SimpleGo (go)" or
 // "xla:<plugin>" (e.g. "xla:cpu"). It returns "<nil>" for a nil backend.
 func Name(b backends.Backend) string {
@@ -153,8 +182,14 @@ func Name(b backends.Backend) string {
 		return "<nil>"
 	}
 	if b.String() == "xla" {
-		// The XLA backend's Name is just "xla"; its Description starts with "xla:<plugin> - ".
+		// The XLA backend's Name is just "xla"; its Description starts with "xla:<plugin> - ",
+		// where <plugin> is a name ("cpu") or the absolute path New passed.
 		d, _, _ := strings.Cut(b.Description(), " ")
+		if p, ok := strings.CutPrefix(d, "xla:"); ok && filepath.IsAbs(p) {
+			if name := pluginNameOf(p); name != "" {
+				return "xla:" + name
+			}
+		}
 		return d
 	}
 	return b.Name()

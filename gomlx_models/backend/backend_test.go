@@ -3,24 +3,7 @@ package backend
 import (
 	"strings"
 	"testing"
-
-	"github.com/gomlx/gomlx/backends/simplego"
 )
-
-func TestNewDefaultIsSimpleGo(t *testing.T) {
-	t.Setenv(EnvVar, "")
-	b, err := New("")
-	if err != nil {
-		t.Fatalf("New(\"\"): %v", err)
-	}
-	defer b.Finalize()
-	if _, ok := b.(*simplego.Backend); !ok {
-		t.Fatalf("New(\"\") = %T (%s), want *simplego.Backend", b, Name(b))
-	}
-	if got := Name(b); !strings.Contains(got, "SimpleGo") {
-		t.Errorf("Name = %q, want it to mention SimpleGo", got)
-	}
-}
 
 func TestNewSpecs(t *testing.T) {
 	t.Setenv(EnvVar, "")

@@ -32,8 +32,8 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 	fs.Uint64Var(&seed, "seed", 1, "random `seed` (molecules: sizes and prior draws)")
 	fs.StringVar(&out, "out", "", "output `file` (.parquet or .arrow): particle-configuration or molecule table")
 	fs.IntVar(&batch, "batch", 100, "samples per model call at most (molecules of one size share a solve; 1 = one at a time)")
-	fs.IntVar(&buckets, "buckets", 0, "molecule models: merge the drawn sizes into at most `K` ranges padded to their largest size "+
-		"(fewer compiled graph shapes, more padded compute; 0 = one group per size, no padding)")
+	fs.IntVar(&buckets, "buckets", AutoBuckets, "molecule models: merge the drawn sizes into at most `K` ranges padded to their largest size "+
+		"(fewer compiled graph shapes, more padded compute; 0 = one group per size, no padding; -1 = auto: 4 or 8 on XLA by --n, 0 on SimpleGo)")
 	fs.StringVar(&o.Solver, "solver", "", "ODE `solver` (default: the model's)")
 	fs.Float64Var(&o.RTol, "rtol", 0, "relative `tolerance` (default: the model's)")
 	fs.Float64Var(&o.ATol, "atol", 0, "absolute `tolerance` (default: the model's)")
@@ -54,8 +54,8 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%w: --out is required", ErrUsage)
 	case batch <= 0:
 		return fmt.Errorf("%w: --batch must be positive", ErrUsage)
-	case buckets < 0:
-		return fmt.Errorf("%w: --buckets must be ≥ 0", ErrUsage)
+	case buckets < AutoBuckets:
+		return fmt.Errorf("%w: --buckets must be ≥ 0, or -1 for auto", ErrUsage)
 	case dtype != "" && dtype != "float32" && dtype != "float64":
 		return fmt.Errorf("%w: --dtype %q: want float32 or float64", ErrUsage, dtype)
 	}
@@ -67,6 +67,7 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%w: --backend: %v", ErrUsage, err)
 	}
 	defer b.Finalize()
+	buckets = resolveSampleBuckets(buckets, n, b)
 	so := train.SampleOptions{
 		Backend: b, Dir: dir, Which: which, N: n, Seed: seed, Batch: batch, Out: out, Override: o, Buckets: buckets, DType: dtype,
 	}
@@ -89,6 +90,7 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 		"rtol":       rep.Spec.CNF.RTol,
 		"atol":       rep.Spec.CNF.ATol,
 		"dtype":      rep.Spec.DType,
+		"engine":     backend.Name(b),
 	}
 	if m := rep.Molecules; m != nil {
 		res["failed"] = m.Failed
