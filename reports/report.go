@@ -121,6 +121,7 @@ type Report struct {
 	Energy    []Figure
 	Distances []Figure
 	Stability []Figure
+	Molecules []Figure // grids of sampled molecules (stability units that kept samples.parquet)
 	UnitRows  []UnitRow
 }
 
@@ -891,6 +892,11 @@ func Generate(srcs []string, htmlOut, mdOut string, o Options) (*Report, error) 
 		o.Source = strings.Join(srcs, ", ")
 	}
 	r := Build(rows, o)
+	grids, err := sampleGrids(srcs, rows)
+	if err != nil {
+		return nil, err
+	}
+	r.Molecules = grids
 	var buf bytes.Buffer
 	if err := WriteHTML(&buf, r); err != nil {
 		return nil, err

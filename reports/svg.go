@@ -340,7 +340,7 @@ func (c *BarChart) SVG() template.HTML {
 // label formats a bar chart value (as a percentage when Percent).
 func (c *BarChart) label(v float64) string {
 	if c.Percent {
-		return strconv.FormatFloat(v*100, 'f', -1, 64) + "%"
+		return strconv.FormatFloat(math.Round(v*1e6)/1e4, 'f', -1, 64) + "%" // rounded: 0.6·100 is 60.00000000000001
 	}
 	return tickLabel(v)
 }
