@@ -34,6 +34,7 @@ type MoleculeOptions struct {
 	Title   string    // default "enflow molecules"
 	Data    string    // optional molecule table whose sizes and atom types are compared
 	Max     int       // molecules drawn (default 24)
+	IDs     []int64   // draw only the molecules with these ids (in table order), up to Max
 	Columns int       // grid columns (default 6)
 	Now     time.Time // generation time (default time.Now)
 }
@@ -52,8 +53,9 @@ type MoleculePage struct {
 	UncoveredMolecules               int64
 	StabilityLine                    string
 
-	Grid    template.HTML
-	Figures []Figure
+	Selection string // "Selected" with --ids, else "" (the first molecules)
+	Grid      template.HTML
+	Figures   []Figure
 }
 
 // distribution counts molecule sizes and atoms per element.
@@ -108,6 +110,10 @@ func GenerateMolecules(ctx context.Context, in, out string, o MoleculeOptions) (
 	samples := newDistribution()
 	var st metrics.Stability
 	var views []molview.Molecule
+	want := map[int64]bool{}
+	for _, id := range o.IDs {
+		want[id] = true
+	}
 	row := 0
 	err := table.ScanMolecules(in, scanRows, func(ms []molecule.Molecule) error {
 		if err := ctx.Err(); err != nil {
@@ -119,7 +125,8 @@ func GenerateMolecules(ctx context.Context, in, out string, o MoleculeOptions) (
 				return fmt.Errorf("%s: row %d (id %d): %w", in, row, m.ID, err)
 			}
 			samples.add(m)
-			if len(views) < o.Max {
+			if len(views) < o.Max && (len(o.IDs) == 0 || want[m.ID]) {
+				delete(want, m.ID) // a repeated id is drawn once
 				v, err := molview.FromRecord(m)
 				if err != nil {
 					return fmt.Errorf("%s: row %d (id %d): %w", in, row, m.ID, err)
@@ -135,6 +142,14 @@ func GenerateMolecules(ctx context.Context, in, out string, o MoleculeOptions) (
 	}
 	if samples.molecules == 0 {
 		return nil, fmt.Errorf("reports: molecules: %s: no molecules", in)
+	}
+	if len(want) > 0 && len(views) < o.Max {
+		missing := make([]int64, 0, len(want))
+		for id := range want {
+			missing = append(missing, id)
+		}
+		slices.Sort(missing)
+		return nil, fmt.Errorf("reports: molecules: %s: no molecule with id %v", in, missing)
 	}
 	var data *distribution
 	if o.Data != "" {
@@ -162,7 +177,10 @@ func GenerateMolecules(ctx context.Context, in, out string, o MoleculeOptions) (
 	p.UncoveredMolecules = st.UncoveredMolecules
 	p.StabilityLine = stabilityLine(&st)
 	p.Grid = template.HTML(molview.Grid(views, molview.GridOptions{Columns: o.Columns, Legend: true,
-		Title: fmt.Sprintf("the first %d molecules of %s", len(views), in)}))
+		Title: fmt.Sprintf("%d molecules of %s", len(views), in)}))
+	if len(o.IDs) > 0 {
+		p.Selection = "Selected"
+	}
 	p.Figures = moleculeFigures(samples, data)
 
 	var buf bytes.Buffer

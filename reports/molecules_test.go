@@ -269,3 +269,31 @@ func pixelStats(img image.Image, r image.Rectangle) pixels {
 	p.nonWhite = float64(nonWhite) / float64(max(n, 1))
 	return p
 }
+
+// TestGenerateMoleculesIDs: --ids draws exactly the molecules asked for, in table order; an
+// id the table lacks is an error naming it.
+func TestGenerateMoleculesIDs(t *testing.T) {
+	samples, _, mols := moleculeFixture(t)
+	out := filepath.Join(t.TempDir(), "page.html")
+	ids := []int64{brokenWater.ID, mols[30].ID, mols[0].ID, mols[0].ID}
+	p, err := GenerateMolecules(context.Background(), samples, out, MoleculeOptions{IDs: ids, Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := os.ReadFile(out)
+	var got []string
+	for _, part := range strings.Split(string(page), `class="mol" data-id="`)[1:] {
+		got = append(got, part[:strings.Index(part, `"`)])
+	}
+	want := []string{fmt.Sprint(mols[0].ID), fmt.Sprint(brokenWater.ID), fmt.Sprint(mols[30].ID)}
+	if p.Shown != 3 || strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("drew %d molecules %v, want %v", p.Shown, got, want)
+	}
+	if !strings.Contains(string(page), "Selected molecules (3)") {
+		t.Error("page heading does not say the molecules were selected")
+	}
+	_, err = GenerateMolecules(context.Background(), samples, out, MoleculeOptions{IDs: []int64{mols[0].ID, 999999999}})
+	if err == nil || !strings.Contains(err.Error(), "no molecule with id [999999999]") || !strings.Contains(err.Error(), "samples.parquet") {
+		t.Errorf("missing id: %v", err)
+	}
+}

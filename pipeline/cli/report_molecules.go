@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
 
 	"github.com/enflow/enflow/reports"
 )
@@ -20,12 +21,14 @@ func runReportMolecules(ctx context.Context, env *Env, args []string) error {
 	var (
 		in, data, out, title string
 		maxMols, cols        int
+		ids                  []string
 		asJSON               bool
 	)
-	fs := NewFlagSet(env, "report molecules", "--in molecules.parquet [--data data/qm9_test.parquet] [--max 24] --out page.html")
+	fs := NewFlagSet(env, "report molecules", "--in molecules.parquet [--data data/qm9_test.parquet] [--max 24 | --ids 11,14,115] --out page.html")
 	fs.StringVar(&in, "in", "", "molecule table `file` (.parquet/.arrow: enflow sample or enflow etl output) to draw")
 	fs.StringVar(&data, "data", "", "optional molecule table `file` whose size and atom-type distributions are shown for comparison")
 	fs.IntVar(&maxMols, "max", 24, "draw the first `n` molecules (all molecules enter the stability line and the distributions)")
+	fs.Var(listFlag{&ids}, "ids", "draw only the molecules with these `ids` (comma-separated or repeated; in table order, at most --max)")
 	fs.IntVar(&cols, "columns", 6, "molecules per grid row")
 	fs.StringVar(&out, "out", "", "self-contained HTML `file` to write (inline SVG, no scripts, no network)")
 	fs.StringVar(&title, "title", "enflow molecules", "page `title`")
@@ -43,7 +46,15 @@ func runReportMolecules(ctx context.Context, env *Env, args []string) error {
 	case cols < 1:
 		return fmt.Errorf("%w: --columns must be at least 1, got %d", ErrUsage, cols)
 	}
-	p, err := reports.GenerateMolecules(ctx, in, out, reports.MoleculeOptions{Title: title, Data: data, Max: maxMols, Columns: cols})
+	var idList []int64
+	for _, s := range ids {
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%w: --ids: %q is not an integer id", ErrUsage, s)
+		}
+		idList = append(idList, id)
+	}
+	p, err := reports.GenerateMolecules(ctx, in, out, reports.MoleculeOptions{Title: title, Data: data, Max: maxMols, Columns: cols, IDs: idList})
 	if err != nil {
 		return err
 	}

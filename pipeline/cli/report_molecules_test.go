@@ -51,6 +51,9 @@ func TestReportMoleculesCLI(t *testing.T) {
 		{"no --in", []string{"--out", out}, 2, "--in is required"},
 		{"no --out", []string{"--in", in}, 2, "--out is required"},
 		{"bad --max", []string{"--in", in, "--out", out, "--max", "0"}, 2, "--max must be at least 1"},
+		{"bad --ids", []string{"--in", in, "--out", out, "--ids", "7,x"}, 2, `--ids: "x" is not an integer id`},
+		{"--ids", []string{"--in", in, "--out", out, "--ids", "8,7"}, 0, ""},
+		{"unknown id", []string{"--in", in, "--out", out, "--ids", "99"}, 1, "no molecule with id [99]"},
 		{"missing file", []string{"--in", filepath.Join(dir, "missing.parquet"), "--out", out}, 1, "missing.parquet"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
