@@ -27,10 +27,9 @@ setup-system:
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
-# Download Go modules and build the enflow binary into bin/.
+# Go modules, the XLA CPU plugin (.tools/pjrt) and bin/enflow, with XLA compiled in when cgo works (else pure Go, with a note).
 setup-go:
-    go mod download
-    go build -o bin/enflow ./pipeline/cmd/enflow
+    bash scripts/build/enflow.sh
 
 # Python test venv .tools/venv with pinned RDKit and ASE (export round trips, `enflow metrics validity`).
 setup-py:

@@ -175,8 +175,9 @@ func Compiles(b backends.Backend) bool {
 	return b != nil && b.String() == "xla"
 }
 
-// Name returns a short human-readable description of b for reports: "SimpleGo (go)" or
-// "xla:<plugin>" (e.g. "xla:cpu"). It returns "<nil>" for a nil backend.
+// Name returns the engine name of b for logs and summaries: EngineSimpleGo ("go (SimpleGo)")
+// or "xla:<plugin>" (e.g. "xla:cpu", also for a plugin loaded by path). It returns "<nil>" for
+// a nil backend.
 func Name(b backends.Backend) string {
 	if b == nil {
 		return "<nil>"
@@ -191,6 +192,9 @@ func Name(b backends.Backend) string {
 			}
 		}
 		return d
+	}
+	if b.String() == simplego.BackendName {
+		return EngineSimpleGo
 	}
 	return b.Name()
 }

@@ -41,7 +41,7 @@ func runEval(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.Steps, "steps", 0, "fixed-step solver `steps`")
 	fs.IntVar(&batch, "batch", 0, "evaluation batch `size` (default 100; molecules: 32)")
 	fs.Uint64Var(&seed, "seed", 1, "`seed` of the Hutchinson (and dequantizer) noise")
-	fs.StringVar(&backendSpec, "backend", "", "GoMLX `backend` (default $GOMLX_BACKEND, else SimpleGo)")
+	fs.StringVar(&backendSpec, "backend", "", "engine (GoMLX `backend`): go, xla:cpu, xla:cuda (default $GOMLX_BACKEND, else automatic: XLA when built in and its plugin is found, else SimpleGo)")
 	fs.IntVar(&limit, "limit", 0, "evaluate only the first `N` rows / molecules (quick checks; default all)")
 	fs.StringVar(&ids, "ids", "", "molecule models: evaluate only these comma-separated molecule `ids`")
 	fs.BoolVar(&deterministic, "deterministic", false, "molecule models: dequantizer noise ε = 0 (u = mu) instead of ε ~ N(0, I)")
@@ -120,6 +120,7 @@ func runEval(ctx context.Context, env *Env, args []string) error {
 		"trace":      c.Trace,
 		"solver":     c.Solver,
 		"dtype":      rep.Spec.DType,
+		"engine":     backend.Name(b),
 	}
 	if c.Solver == "" || c.Solver == "dopri5" {
 		res["rtol"], res["atol"] = c.RTol, c.ATol

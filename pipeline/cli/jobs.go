@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -74,14 +73,13 @@ func (c *jobsCommon) options(ctx context.Context, env *Env, specPath string) (jo
 		Lock:   jobs.LockOptions{Mode: mode, StaleAfter: c.staleAfter},
 		Logger: newCLILogger(env.Stderr, c.verbose),
 	}
-	// The backend the enflow commands resolve (recorded with every result).
-	o.BackendName = spec.Backend
-	if o.BackendName == "" {
-		o.BackendName = os.Getenv(backend.EnvVar)
+	// The engine the enflow commands resolve (recorded with every result): the same binary
+	// and environment make the children pick the same one.
+	choice, err := backend.Resolve(spec.Backend)
+	if err != nil {
+		return jobs.Options{}, fmt.Errorf("%w: backend of %s: %v", ErrUsage, specPath, err)
 	}
-	if o.BackendName == "" {
-		o.BackendName = backend.DefaultSimpleGo
-	}
+	o.BackendName = choice.Engine
 	if c.verbose {
 		o.ChildLog = env.Stderr
 	}

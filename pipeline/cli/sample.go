@@ -33,13 +33,13 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&out, "out", "", "output `file` (.parquet or .arrow): particle-configuration or molecule table")
 	fs.IntVar(&batch, "batch", 100, "samples per model call at most (molecules of one size share a solve; 1 = one at a time)")
 	fs.IntVar(&buckets, "buckets", AutoBuckets, "molecule models: merge the drawn sizes into at most `K` ranges padded to their largest size "+
-		"(fewer compiled graph shapes, more padded compute; 0 = one group per size, no padding; -1 = auto: 4 or 8 on XLA by --n, 0 on SimpleGo)")
+		"(fewer compiled graph shapes, more padded compute; 0 = one group per size, no padding; -1 = auto: 2, 4 or 8 on XLA by --n, 0 on SimpleGo)")
 	fs.StringVar(&o.Solver, "solver", "", "ODE `solver` (default: the model's)")
 	fs.Float64Var(&o.RTol, "rtol", 0, "relative `tolerance` (default: the model's)")
 	fs.Float64Var(&o.ATol, "atol", 0, "absolute `tolerance` (default: the model's)")
 	fs.IntVar(&o.Steps, "steps", 0, "fixed-step solver `steps`")
 	fs.StringVar(&dtype, "dtype", "", "`dtype` float32 or float64 (default: the model's)")
-	fs.StringVar(&backendSpec, "backend", "", "GoMLX `backend` (default $GOMLX_BACKEND, else SimpleGo)")
+	fs.StringVar(&backendSpec, "backend", "", "engine (GoMLX `backend`): go, xla:cpu, xla:cuda (default $GOMLX_BACKEND, else automatic: XLA when built in and its plugin is found, else SimpleGo)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
 	if err := Parse(fs, args); err != nil {
