@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 go mod download
 
 if [ "${ENFLOW_XLA:-1}" = 0 ]; then
-  go build -o bin/enflow ./pipeline/cmd/enflow
+  CGO_ENABLED=0 go build -o bin/enflow ./pipeline/cmd/enflow
   echo "setup-go: bin/enflow built without XLA (ENFLOW_XLA=0); it runs on SimpleGo" >&2
   exit 0
 fi
@@ -22,17 +22,18 @@ if ! bash scripts/xla/setup.sh; then
 fi
 
 why=""
-cc=$(go env CC)
+cc=$(go env CC 2>/dev/null || true)
+cc=${cc%% *}
 if [ "${CGO_ENABLED:-}" = 0 ]; then
   why="cgo is disabled (CGO_ENABLED=0)"
-elif ! command -v "${cc%% *}" >/dev/null 2>&1 || [ "$(go env CGO_ENABLED)" != 1 ]; then
-  why="cgo needs a C compiler (${cc%% *} not found; apt-get install gcc)"
+elif [ -z "$cc" ] || ! command -v "$cc" >/dev/null 2>&1 || [ "$(go env CGO_ENABLED 2>/dev/null)" != 1 ]; then
+  why="cgo needs a C compiler (${cc:-\$CC} not found; apt-get install gcc)"
 elif ! CGO_ENABLED=1 go build -tags xla -o bin/enflow ./pipeline/cmd/enflow; then
   why="the cgo build with -tags xla failed (see above)"
 fi
 
 if [ -n "$why" ]; then
-  go build -o bin/enflow ./pipeline/cmd/enflow
+  CGO_ENABLED=0 go build -o bin/enflow ./pipeline/cmd/enflow
   echo "setup-go: note: $why: bin/enflow built without XLA; it runs on the pure-Go SimpleGo engine (slower)" >&2
 elif [ "$plugin" = yes ]; then
   echo "setup-go: bin/enflow built with XLA; it runs on xla:cpu (plugin .tools/pjrt), --backend go forces SimpleGo" >&2
