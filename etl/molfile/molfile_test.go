@@ -194,6 +194,8 @@ var badInputs = []struct {
 	{"sdf missing coordinates", SDF, "t\n\n\n  1  0  0  0  0  0  0  0  0  0999 V2000\n    0.0000    0.0000\nM  END\n", 1, 5, "missing coordinates"},
 	{"sdf NaN", SDF, "t\n\n\n  1  0  0  0  0  0  0  0  0  0999 V2000\n       NaN    0.0000    0.0000 C   0  0\nM  END\n", 1, 5, "non-finite"},
 	{"sdf bad CHG", SDF, sdfRec("C", "M  CHG  1   2   1\nM  END\n"), 1, 7, "atom 2 outside 1..1"},
+	{"sdf bond count too large", SDF, "t\n\n\n1 4444444410\n    0.0000    0.0000    0.0000 C   0  0\nM  END\n", 1, 4, "4444444410 bonds, want 0..999"},
+	{"sdf negative bond count", SDF, "t\n\n\n  2 -1\n    0.0000    0.0000    0.0000 C   0  0\n    1.0000    0.0000    0.0000 O   0  0\nM  END\n", 1, 4, "-1 bonds, want 0..999"},
 	{"sdf V3000", SDF, "t\n\n\n  0  0  0     0  0            999 V3000\n", 1, 4, "V3000"},
 	{"sdf empty", SDF, "", 1, 1, "empty input"},
 	{"sdf truncated header", SDF, "title\nprog\n", 1, 2, "truncated header"},

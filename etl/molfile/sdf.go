@@ -81,6 +81,10 @@ func (p *parser) sdfRecord() (Record, error) {
 	if nAtoms < 1 || nAtoms > molecule.MaxMoleculeAtoms {
 		return Record{}, p.fail(cl, "counts line: %d atoms, want 1..%d", nAtoms, molecule.MaxMoleculeAtoms)
 	}
+	// The V2000 bond count is a 3-column field; bound it before it sizes anything.
+	if nBonds < 0 || nBonds > 999 {
+		return Record{}, p.fail(cl, "counts line: %d bonds, want 0..999", nBonds)
+	}
 	m.Z = make([]int, 0, nAtoms)
 	m.Positions = make([][3]float64, 0, nAtoms)
 	m.FormalCharges = make([]int, 0, nAtoms)
@@ -106,7 +110,7 @@ func (p *parser) sdfRecord() (Record, error) {
 		m.FormalCharges = append(m.FormalCharges, chg)
 		rec.AtomLines = append(rec.AtomLines, p.l.n)
 	}
-	m.Bonds = make([]molecule.Bond, 0, nBonds)
+	m.Bonds = make([]molecule.Bond, 0, min(nBonds, nAtoms*(nAtoms-1)/2))
 	for i := range nBonds {
 		line, ok := p.l.next()
 		if !ok || isSDFTerminator(line) {
