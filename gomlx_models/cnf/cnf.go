@@ -47,6 +47,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/enflow/enflow/gomlx_models/energy"
 	"github.com/enflow/enflow/gomlx_models/ode"
 	"github.com/enflow/enflow/internal/graphutil"
 )
@@ -153,12 +154,18 @@ type Model struct {
 
 	initExec, terminalExec *context.Exec
 	replay                 map[replayKey]*context.Exec
+
+	// Energy-based training (kl.go): the target and its loss graph, and log p_Z(z).
+	target     *energy.Target
+	klTerminal *context.Exec
+	logpzExec  *context.Exec
 }
 
 type replayKey struct {
 	steps     int
 	hasMask   bool
 	inputGrad bool // also output ∂loss/∂x (LossAndGradInput)
+	kl        bool // the energy-based loss from z (klReplayGraph) instead of the likelihood
 }
 
 // maxReplayGraphs bounds the cache of unrolled backprop graphs (one per number of steps).

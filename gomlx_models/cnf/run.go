@@ -264,19 +264,9 @@ func (m *Model) lossAndGradBackprop(x, mask *tensors.Tensor, args []*tensors.Ten
 		}
 	}
 	key := replayKey{steps: len(steps), hasMask: mask != nil, inputGrad: wantDx}
-	e, ok := m.replay[key]
-	if !ok {
-		if len(m.replay) >= maxReplayGraphs {
-			for k, old := range m.replay {
-				old.Finalize()
-				delete(m.replay, k)
-			}
-		}
-		if e, err = context.NewExec(m.backend, m.ctx, m.replayGraph(key)); err != nil {
-			return 0, 0, nil, nil, st, fmt.Errorf("cnf: creating the backprop graph: %w", err)
-		}
-		e.WithName(fmt.Sprintf("cnf_backprop_%d_steps", key.steps))
-		m.replay[key] = e
+	e, err := m.replayExec(key)
+	if err != nil {
+		return 0, 0, nil, nil, st, err
 	}
 	in := []any{x}
 	for _, a := range args {
@@ -341,6 +331,30 @@ func (m *Model) Sample(batch, nodes, dims int, mask *tensors.Tensor, seed uint64
 		graphutil.Free(z)
 	}
 	return x, st, err
+}
+
+// replayExec returns the cached unrolled backprop graph of key, building it on first use.
+func (m *Model) replayExec(key replayKey) (*context.Exec, error) {
+	if e, ok := m.replay[key]; ok {
+		return e, nil
+	}
+	if len(m.replay) >= maxReplayGraphs {
+		for k, old := range m.replay {
+			old.Finalize()
+			delete(m.replay, k)
+		}
+	}
+	build, name := m.replayGraph(key), "cnf_backprop_%d_steps"
+	if key.kl {
+		build, name = m.klReplayGraph(key), "cnf_kl_backprop_%d_steps"
+	}
+	e, err := context.NewExec(m.backend, m.ctx, build)
+	if err != nil {
+		return nil, fmt.Errorf("cnf: creating the backprop graph: %w", err)
+	}
+	e.WithName(fmt.Sprintf(name, key.steps))
+	m.replay[key] = e
+	return e, nil
 }
 
 func toAny(ts []*tensors.Tensor) []any {

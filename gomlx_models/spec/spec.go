@@ -38,3 +38,13 @@ func (e EGNN) LayerCoordsRange() float64 {
 	}
 	return 0
 }
+
+// RealNVP is the configuration of the non-equivariant RealNVP flow (gomlx_models/realnvp):
+// zero values take that package's defaults (8 coupling layers, 64 × 2 tanh MLPs, log-scale
+// bound 2).
+type RealNVP struct {
+	Layers       int     `json:"layers,omitempty"`
+	Hidden       int     `json:"hidden,omitempty"`
+	HiddenLayers int     `json:"hidden_layers,omitempty"`
+	ScaleRange   float64 `json:"scale_range,omitempty"`
+}

@@ -23,7 +23,7 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 		n, batch, buckets                   int
 		seed                                uint64
 		o                                   train.CNFOverrides
-		asJSON, quiet                       bool
+		asJSON, quiet, logWeights           bool
 	)
 	fs := NewFlagSet(env, "sample", "--checkpoint DIR --n N [--seed S] --out FILE.parquet|FILE.arrow [flags]")
 	fs.StringVar(&dir, "checkpoint", "", "model `directory`: a run of enflow train (or its best/), or an enflow import-torch output")
@@ -40,6 +40,9 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.Steps, "steps", 0, "fixed-step solver `steps`")
 	fs.StringVar(&dtype, "dtype", "", "`dtype` float32 or float64 (default: the model's)")
 	fs.StringVar(&backendSpec, "backend", "", "engine (GoMLX `backend`): go, xla:cpu, xla:cuda (default $GOMLX_BACKEND, else automatic: XLA when built in and its plugin is found, else SimpleGo)")
+	fs.BoolVar(&logWeights, "log-weights", false, "particle models: also write log_q, the flow's log density of each sample "+
+		"(nats; exact trace), for importance weights log w = −u/T − log q (enflow metrics ess)")
+	fs.StringVar(&o.Trace, "trace", "", "trace `estimator` of --log-weights: exact (the default there) or analytic (kernel dynamics)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
 	if err := Parse(fs, args); err != nil {
@@ -70,6 +73,7 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 	buckets = resolveSampleBuckets(buckets, n, b)
 	so := train.SampleOptions{
 		Backend: b, Dir: dir, Which: which, N: n, Seed: seed, Batch: batch, Out: out, Override: o, Buckets: buckets, DType: dtype,
+		LogWeights: logWeights,
 	}
 	if !quiet {
 		so.Progress = env.Stderr
@@ -102,6 +106,7 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 		res["buckets"] = buckets
 	} else {
 		res["mean_energy"] = nanToNil(rep.MeanEnergy)
+		res["log_weights"] = logWeights
 	}
 	return Summary(env, asJSON, res)
 }

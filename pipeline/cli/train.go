@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/term"
 
@@ -45,6 +46,10 @@ type trainFlags struct {
 	steps                               int
 	backendSpec                         string
 	resume, asJSON, noProgress, verbose bool
+	// Boltzmann-generator objectives (particle datasets).
+	objective, energyName, lambda string
+	temperature                   float64
+	klSamples                     int
 }
 
 func runTrain(ctx context.Context, env *Env, args []string) error {
@@ -68,7 +73,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&f.stabilitySamples, "stability-samples", 0, "molecules `N` sampled at each evaluation for atom/molecule stability (qm9, molecules; default 100, the reference 1000; <0 off)")
 	fs.StringVar(&f.initFrom, "init-from", "", "start from the weights of this model `directory` (enflow import-torch output or an enflow qm9/molecules run): fine-tuning")
 	fs.Uint64Var(&f.seed, "seed", 1, "random `seed` (model initialisation, data order, Hutchinson noise)")
-	fs.StringVar(&f.model, "model", "enf", "model `kind`: enf, simple, kernel, gnf, gnf-att, gnf-att-aug, or gaussian (a tiny stand-in for smoke tests)")
+	fs.StringVar(&f.model, "model", "enf", "model `kind`: enf, simple, kernel, gnf, gnf-att, gnf-att-aug, realnvp (non-equivariant RealNVP, the nBG; --layers/--hidden set its couplings/width when given), or gaussian (a tiny stand-in for smoke tests)")
 	fs.StringVar(&f.dtype, "dtype", "float32", "model `dtype`: float32 or float64")
 	fs.IntVar(&f.hidden, "hidden", 32, "EGNN hidden `features` (qm9-positional: default 64)")
 	fs.IntVar(&f.layers, "layers", 3, "EGNN `layers` (qm9-positional: default 6)")
@@ -81,6 +86,12 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&f.grad, "grad", cnf.GradAdjoint, "gradient `method`: adjoint or backprop")
 	fs.StringVar(&f.valTrace, "val-trace", "", "validation trace `estimator` (default: exact for dw4, the training trace for lj13)")
 	fs.StringVar(&f.testTrace, "test-trace", "", "test trace `estimator` (default: exact for dw4, the training trace for lj13)")
+	fs.StringVar(&f.objective, "objective", "", "training `objective` (dw4, lj13): ml (maximum likelihood on data, the default), kl (reverse KL to exp(−u/T) on flow samples: "+
+		"energy training) or ml+kl (λ·ML + (1−λ)·KL); a resumed run keeps its own unless given")
+	fs.StringVar(&f.energyName, "energy", "", "target `energy` of kl / ml+kl: dw4, lj13 (each pair once) or lj13-twice (each pair twice; the density of the shipped LJ13 data); default the dataset's")
+	fs.Float64Var(&f.temperature, "temperature", 1, "target `T` of kl / ml+kl")
+	fs.IntVar(&f.klSamples, "kl-samples", 0, "flow samples `N` per kl step (default: the batch size)")
+	fs.StringVar(&f.lambda, "lambda", "", "ML weight `λ` of ml+kl: a constant (0.5) or start:end linear over the epochs (1.0:0.5, Köhler's kernel-flow script); default 0.5")
 	fs.StringVar(&f.backendSpec, "backend", "", "GoMLX `backend` (default $GOMLX_BACKEND, else SimpleGo)")
 	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its last checkpoint")
 	fs.IntVar(&f.maxSteps, "max-steps-per-epoch", 0, "cap the training `batches` per epoch (quick runs)")
@@ -113,8 +124,12 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	if f.dataset == train.SystemQM9 || f.dataset == train.SystemMolecules {
 		return runTrainMolecules(ctx, env, &f, set)
 	}
-	if f.initFrom != "" || f.stabilitySamples > 0 {
-		return fmt.Errorf("%w: --init-from and --stability-samples are for --dataset qm9 and molecules", ErrUsage)
+	if f.stabilitySamples > 0 {
+		return fmt.Errorf("%w: --stability-samples is for --dataset qm9 and molecules", ErrUsage)
+	}
+	energyOpts, err := f.energyOptions()
+	if err != nil {
+		return err
 	}
 	sys, err := particles.SystemByName(f.dataset)
 	if err != nil {
@@ -166,6 +181,26 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	spec.EGNN.Hidden, spec.EGNN.Layers = f.hidden, f.layers
 	spec.CNF = train.CNFSpec{Solver: f.solver, RTol: f.rtol, ATol: f.atol, Steps: f.steps, Trace: f.trace,
 		Noise: f.noise, Grad: f.grad, RegWeight: f.reg, MaxSteps: spec.CNF.MaxSteps}
+	if spec.Kind == train.RealNVPKind {
+		rs := train.RealNVPSpec{}
+		if set["layers"] {
+			rs.Layers = f.layers
+		}
+		if set["hidden"] {
+			rs.Hidden = f.hidden
+		}
+		spec.RealNVP = &rs
+	}
+	if f.initFrom != "" && !f.resume {
+		// Fine-tuning (e.g. ML initialisation, then ML+KL): the source's architecture.
+		src, err := train.LoadSpec(f.initFrom)
+		if err != nil {
+			return fmt.Errorf("%w: --init-from: %v", ErrUsage, err)
+		}
+		seed := spec.Seed
+		spec = *src
+		spec.Seed = seed
+	}
 	if f.resume {
 		saved, err := train.LoadSpec(f.out)
 		if err != nil {
@@ -217,7 +252,10 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	info := &train.RunInfo{Dataset: sys.Name, DataDir: absData, NData: f.nData, Schedule: sched, LR: f.lr,
 		Seed: f.seed, ValTrace: f.valTrace, TestTrace: f.testTrace, WD: &f.wd, EvalBatch: f.evalBatch,
 		EvalN: f.evalN, MaxStepsEpoch: f.maxSteps, Keep: f.keep, ClipAdaptive: f.clipAdaptive,
-		JSSamples: max(f.jsSamples, 0)}
+		JSSamples: max(f.jsSamples, 0), InitFrom: f.initFrom, Engine: backend.Name(b)}
+	if energyOpts.Objective != "" && energyOpts.Objective != train.ObjectiveML {
+		info.Energy = &energyOpts
+	}
 	if f.clipAdaptive && positional {
 		info.ClipQueueInit = 1e30 // main_qm9_pos.py seeds the queue with 1e30 (REFERENCE §4.6)
 	}
@@ -227,6 +265,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 		Schedule: sched, EvalBatch: f.evalBatch, LearningRate: f.lr, WeightDecay: f.wd, Seed: f.seed,
 		ValTrace: f.valTrace, TestTrace: f.testTrace, MaxStepsEpoch: f.maxSteps, Keep: f.keep, ClipGrad: f.clipGrad,
 		Resume: f.resume, Logger: logger, ClipAdaptive: info.ClipAdaptive, ClipQueueInit: info.ClipQueueInit,
+		InitFrom: f.initFrom, Energy: energyOpts,
 	}
 	if info.JSSamples > 0 {
 		opts.JS = &train.JSEval{N: info.JSSamples, Batch: min(f.evalBatch, info.JSSamples)}
@@ -248,10 +287,44 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 		"wall_s":         math.Round(res.WallS*1000) / 1000,
 		"interrupted":    res.Interrupted,
 		"js_div":         nanToNil(res.BestJS),
+		"engine":         backend.Name(b),
+		"objective":      objectiveName(energyOpts.Objective),
 	}); err != nil {
 		return errors.Join(runErr, err)
 	}
 	return runErr
+}
+
+// energyOptions parses the objective flags (the run's stored objective applies on --resume
+// when --objective is not given: the trainer restores it from the checkpoint).
+func (f *trainFlags) energyOptions() (train.EnergyOptions, error) {
+	var e train.EnergyOptions
+	if strings.TrimSpace(f.objective) != "" {
+		obj, err := train.ParseObjective(f.objective)
+		if err != nil {
+			return e, fmt.Errorf("%w: --objective: %v", ErrUsage, err)
+		}
+		e.Objective = obj
+	}
+	e.Energy, e.Temperature, e.KLSamples = f.energyName, f.temperature, f.klSamples
+	if f.lambda != "" {
+		l, err := train.ParseLambda(f.lambda)
+		if err != nil {
+			return e, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+		e.Lambda = &l
+	}
+	if f.klSamples < 0 {
+		return e, fmt.Errorf("%w: --kl-samples must be ≥ 0", ErrUsage)
+	}
+	return e, nil
+}
+
+func objectiveName(o string) string {
+	if o == "" {
+		return train.ObjectiveML
+	}
+	return o
 }
 
 // fillFromRunInfo takes the values of a resumed run for the flags not given explicitly.

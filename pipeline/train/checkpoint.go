@@ -63,6 +63,13 @@ type runState struct {
 	NFEBackward int64   `json:"nfe_backward"`
 	EpochWallS  float64 `json:"epoch_wall_s"`
 	TotalWallS  float64 `json:"total_wall_s"`
+	// Energy-based objectives: the epoch's KL accumulators (NKL steps) and the run's objective,
+	// kept so that --resume continues with the same one.
+	SumKL      float64        `json:"sum_kl,omitempty"`
+	SumKLPrior float64        `json:"sum_kl_prior,omitempty"`
+	SumEnergy  float64        `json:"sum_energy,omitempty"`
+	NKL        int64          `json:"n_kl,omitempty"`
+	Energy     *EnergyOptions `json:"energy,omitempty"`
 }
 
 func newRunState(seed uint64) (*runState, error) {

@@ -14,7 +14,9 @@ import (
 	"github.com/enflow/enflow/etl/atomicfile"
 	"github.com/enflow/enflow/etl/particles"
 	"github.com/enflow/enflow/etl/table"
+	"github.com/enflow/enflow/gomlx_models/cnf"
 	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
 // RunInfoFileName holds what a run was trained on (RunInfo), written by `enflow train`.
@@ -44,6 +46,11 @@ type RunInfo struct {
 	// molecules sampled for the stability metric at each evaluation.
 	InitFrom         string `json:"init_from,omitempty"`
 	StabilitySamples int    `json:"stability_samples,omitempty"`
+	// Energy is the Boltzmann-generator objective of the run when it is not ML (also kept in
+	// the checkpoints, which --resume restores).
+	Energy *EnergyOptions `json:"energy,omitempty"`
+	// Engine is the GoMLX backend the run started on (backend.Name).
+	Engine string `json:"engine,omitempty"`
 }
 
 // SaveRunInfo writes dir/run.json atomically.
@@ -211,6 +218,11 @@ type SampleOptions struct {
 	Batch    int    // samples per model call (default 100)
 	Out      string // output table (.parquet or .arrow): particle configurations, or molecules for molecule kinds
 	Override CNFOverrides
+	// LogWeights also writes log_q, the flow's log density of every sample (particle kinds
+	// that implement DensitySampler), for importance weights log w = −u/T − log q. A CNF with
+	// a Hutchinson trace then uses the exact trace (unless Override.Trace says otherwise), so
+	// log q is not a stochastic estimate.
+	LogWeights bool
 
 	// Molecule kinds (qm9):
 	Buckets int    // merge sizes into at most Buckets padded ranges (qm9.SampleOptions.Buckets)
@@ -264,7 +276,13 @@ func SampleRun(ctx context.Context, o SampleOptions) (*SampleReport, error) {
 	spec := *lm.Spec
 	o.Override.apply(&spec.CNF)
 	if spec.Kind == QM9Kind {
+		if o.LogWeights {
+			return nil, fmt.Errorf("train: --log-weights is for particle models (dw4, lj13), not %s", spec.Kind)
+		}
 		return sampleMolecules(ctx, o, lm, spec, start)
+	}
+	if o.LogWeights && o.Override.Trace == "" && spec.CNF.Trace == cnf.TraceHutchinson {
+		spec.CNF.Trace = cnf.TraceExact
 	}
 	sys, err := particles.SystemByName(spec.System)
 	if err != nil {
@@ -282,7 +300,13 @@ func SampleRun(ctx context.Context, o SampleOptions) (*SampleReport, error) {
 	if !ok {
 		return nil, fmt.Errorf("train: the %s model does not sample particle configurations", spec.Kind)
 	}
-	w, err := table.NewConfigWriter(o.Out)
+	var ds DensitySampler
+	if o.LogWeights {
+		if ds, ok = m.(DensitySampler); !ok {
+			return nil, fmt.Errorf("train: the %s model does not give the density of its samples (--log-weights)", spec.Kind)
+		}
+	}
+	w, err := table.NewConfigRecordWriter(o.Out, table.ConfigColumns{LogQ: o.LogWeights})
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
@@ -303,7 +327,14 @@ func SampleRun(ctx context.Context, o SampleOptions) (*SampleReport, error) {
 		if err != nil {
 			return nil, err
 		}
-		xT, st, err := ps.Sample(bs, sys.Particles, sys.Dim, mask, rng.Uint64())
+		var xT *tensors.Tensor
+		var logq []float64
+		var st Stats
+		if ds != nil {
+			xT, logq, st, err = ds.SampleWithLogDensity(bs, sys.Particles, sys.Dim, rng.Uint64())
+		} else {
+			xT, st, err = ps.Sample(bs, sys.Particles, sys.Dim, mask, rng.Uint64())
+		}
 		finalize(mask)
 		if err != nil {
 			return nil, fmt.Errorf("train: sampling configurations %d–%d of %d (seeded batch %d): %w", done, done+bs-1, o.N, done/o.Batch, err)
@@ -318,7 +349,12 @@ func SampleRun(ctx context.Context, o SampleOptions) (*SampleReport, error) {
 			return nil, fmt.Errorf("train: model returned %d values for %d samples of %d", len(x), bs, f)
 		}
 		for i := range bs {
-			c := particles.Config{ID: int64(done + i), Split: "sample", System: sys.Name, Positions: x[i*f : (i+1)*f], Energy: math.NaN()}
+			r := table.ConfigRecord{Config: particles.Config{ID: int64(done + i), Split: "sample", System: sys.Name,
+				Positions: x[i*f : (i+1)*f], Energy: math.NaN()}, LogQ: math.NaN(), StateID: -1}
+			if logq != nil {
+				r.LogQ = logq[i]
+			}
+			c := &r.Config
 			if e, err := sys.Energy(c.Positions); err == nil {
 				c.Energy = e
 				if !math.IsNaN(e) && !math.IsInf(e, 0) {
@@ -326,7 +362,7 @@ func SampleRun(ctx context.Context, o SampleOptions) (*SampleReport, error) {
 					nE++
 				}
 			}
-			if err := w.Write(&c); err != nil {
+			if err := w.Write(&r); err != nil {
 				return nil, fmt.Errorf("train: %w", err)
 			}
 		}

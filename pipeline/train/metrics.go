@@ -49,6 +49,11 @@ type EpochMetrics struct {
 	// (molecule kinds with Options.Stability; NaN otherwise), BestMolStable the molecule
 	// stability at the best validation epoch so far (en_flows main_qm9.py analyze_and_save).
 	AtomStable, MolStable, BestMolStable float64
+	// TrainKL, TrainKLPrior and TrainEnergy are the epoch means of the energy-based terms of
+	// the KL and ML+KL objectives (energy.KLResult: the reverse KL without and with the prior
+	// term E[log q_Z(z)], and the mean energy of the flow samples); Lambda is the ML weight
+	// of ML+KL at this epoch. NaN for ML training.
+	TrainKL, TrainKLPrior, TrainEnergy, Lambda float64
 }
 
 var metricsCols = []table.Col{
@@ -71,12 +76,16 @@ var metricsCols = []table.Col{
 	{Name: "atom_stable", Type: table.Float64},
 	{Name: "mol_stable", Type: table.Float64},
 	{Name: "best_mol_stable", Type: table.Float64},
+	{Name: "train_kl", Type: table.Float64},
+	{Name: "train_kl_prior", Type: table.Float64},
+	{Name: "train_energy", Type: table.Float64},
+	{Name: "lambda", Type: table.Float64},
 }
 
 // legacyMetricsCols are the column counts of metrics files written before js_div/best_js_div
 // and before the stability columns existed; such files are still read (the missing columns
 // are then NaN).
-var legacyMetricsCols = []int{14, 16}
+var legacyMetricsCols = []int{14, 16, 19}
 
 // MetricsColumns returns the column names of the metrics files, in order.
 func MetricsColumns() []string {
@@ -89,7 +98,8 @@ func MetricsColumns() []string {
 
 func (m *EpochMetrics) values() []any {
 	return []any{int64(m.Epoch), m.Step, m.TrainNLL, m.TrainLoss, m.ValNLL, m.TestNLL, m.BestValNLL, m.BestTestNLL,
-		m.WallS, m.NFEForward, m.NFEBackward, m.NFEEval, m.LR, m.GradNorm, m.JS, m.BestJS, m.AtomStable, m.MolStable, m.BestMolStable}
+		m.WallS, m.NFEForward, m.NFEBackward, m.NFEEval, m.LR, m.GradNorm, m.JS, m.BestJS, m.AtomStable, m.MolStable, m.BestMolStable,
+		m.TrainKL, m.TrainKLPrior, m.TrainEnergy, m.Lambda}
 }
 
 func (m *EpochMetrics) csvRecord() []string {
@@ -135,6 +145,7 @@ func parseMetricsRecord(rec []string) (EpochMetrics, error) {
 		TestNLL: floats[5], BestValNLL: floats[6], BestTestNLL: floats[7], WallS: floats[8],
 		NFEForward: ints[9], NFEBackward: ints[10], NFEEval: ints[11], LR: floats[12], GradNorm: floats[13],
 		JS: floats[14], BestJS: floats[15], AtomStable: floats[16], MolStable: floats[17], BestMolStable: floats[18],
+		TrainKL: floats[19], TrainKLPrior: floats[20], TrainEnergy: floats[21], Lambda: floats[22],
 	}, nil
 }
 

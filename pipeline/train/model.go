@@ -120,6 +120,8 @@ type ModelSpec struct {
 	Seed   uint64   `json:"seed"` // initialisation seed of the model variables
 	// Baseline is the velocity-field configuration of the baseline kinds (nil otherwise).
 	Baseline *BaselineSpec `json:"baseline,omitempty"`
+	// RealNVP configures the realnvp kind (nil: the package defaults).
+	RealNVP *RealNVPSpec `json:"realnvp,omitempty"`
 	// Augment is a training-batch augmentation applied by the driver: "" (none) or "rotation"
 	// (a uniformly random rotation per configuration; set for "gnf-att-aug").
 	Augment string `json:"augment,omitempty"`

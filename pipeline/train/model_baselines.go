@@ -170,7 +170,7 @@ func newBaselineModel(b backends.Backend, ctx *context.Context, spec *ModelSpec)
 	if len(m.Variables()) == 0 {
 		return nil, fmt.Errorf("train: the %s dynamics has no trainable variables", s.Kind)
 	}
-	return &enfModel{m: m}, nil
+	return &enfModel{m: m, nodes: s.Nodes, dim: s.Dim}, nil
 }
 
 // augmentStream is the PCG stream of the training-batch augmentation (distinct from the

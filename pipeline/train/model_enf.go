@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/enflow/enflow/gomlx_models/cnf"
+	"github.com/enflow/enflow/gomlx_models/energy"
 	"github.com/enflow/enflow/gomlx_models/enf"
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -18,7 +19,8 @@ func init() { RegisterModel(ENFKind, newENFModel) }
 
 // enfModel adapts a particle *cnf.Model (the E-NF and the baselines) to Model.
 type enfModel struct {
-	m *cnf.Model
+	m          *cnf.Model
+	nodes, dim int // configuration shape (energy-based training draws samples of it)
 }
 
 // CNFConfig converts the spec to the cnf package's configuration.
@@ -39,7 +41,7 @@ func newENFModel(b backends.Backend, ctx *context.Context, spec *ModelSpec) (Mod
 	if err != nil {
 		return nil, err
 	}
-	return &enfModel{m: m}, nil
+	return &enfModel{m: m, nodes: spec.Nodes, dim: spec.Dim}, nil
 }
 
 func convStats(st cnf.Stats) Stats {
@@ -86,3 +88,19 @@ func (e *enfModel) Tolerances() (rtol, atol float64, adaptive bool) {
 
 // SetTolerances implements TolerancedModel.
 func (e *enfModel) SetTolerances(rtol, atol float64) error { return e.m.SetTolerances(rtol, atol) }
+
+// SetTarget implements EnergyModel.
+func (e *enfModel) SetTarget(t energy.Target) error { return e.m.SetTarget(t) }
+
+// KLLossAndGrad implements EnergyModel: n configurations of the model's size from the CoG-free
+// prior, mapped to data by the flow (reverse-KL gradients through the solver).
+func (e *enfModel) KLLossAndGrad(n int, seed uint64) (energy.KLResult, []*tensors.Tensor, Stats, error) {
+	res, grads, cst, err := e.m.KLLossAndGrad(n, e.nodes, e.dim, seed)
+	return res, grads, convStats(cst), err
+}
+
+// SampleWithLogDensity implements DensitySampler (log q_X in the mean-free subspace).
+func (e *enfModel) SampleWithLogDensity(batch, nodes, dims int, seed uint64) (*tensors.Tensor, []float64, Stats, error) {
+	x, logq, _, cst, err := e.m.SampleWithLogDensity(batch, nodes, dims, nil, seed)
+	return x, logq, convStats(cst), err
+}

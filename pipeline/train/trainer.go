@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/enflow/enflow/etl/atomicfile"
+	"github.com/enflow/enflow/gomlx_models/energy"
 	"github.com/enflow/enflow/gomlx_models/optim"
 	"github.com/gomlx/gomlx/backends"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
@@ -69,6 +70,10 @@ type Options struct {
 	// (Result.InitValNLL/InitTestNLL) and skips data-dependent initialisation. Ignored when
 	// resuming.
 	InitFrom string
+	// Energy selects the objective (ML on data, reverse KL to a Boltzmann density, or both) and
+	// its target (objective.go). The zero value is ML. A resumed run keeps the objective stored
+	// in its checkpoint unless Energy.Objective is given.
+	Energy EnergyOptions
 	// Recovery configures divergence detection and rollback (recovery.go); on by default.
 	Recovery RecoveryOptions
 	// Progress, if not nil, receives a progress bar (typically os.Stderr).
@@ -147,6 +152,7 @@ type trainer struct {
 	models  []Model // every distinct model built (training first), sharing ctx's variables
 	stepper *optim.Stepper
 	state   *runState
+	target  energy.Target // of Options.Energy when the objective uses KL
 	metrics []EpochMetrics
 	rec     *recovery
 }
@@ -253,6 +259,9 @@ func (t *trainer) setup() error {
 		}
 	}
 
+	if err := t.resolveEnergy(found); err != nil {
+		return err
+	}
 	fresh := !found
 	if fresh && o.InitFrom != "" {
 		if err := t.initFrom(o.InitFrom); err != nil {
@@ -311,6 +320,15 @@ func (t *trainer) setup() error {
 	}
 	if err := t.rec.applyTolerances(t); err != nil {
 		return err
+	}
+	if o.Energy.Objective != ObjectiveML {
+		em, ok := t.model.(EnergyModel)
+		if !ok {
+			return fmt.Errorf("train: model kind %q cannot be trained by energy (--objective %s); kinds that can: enf, the baselines, realnvp", t.spec.Kind, o.Energy.Objective)
+		}
+		if err := em.SetTarget(t.target); err != nil {
+			return err
+		}
 	}
 
 	cfg := optim.AdamW().FromContext(t.ctx).LearningRate(o.LearningRate).WeightDecay(o.WeightDecay).AMSGrad(true)
@@ -415,6 +433,14 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 		if n := float64(len(batches)); n > 0 {
 			row.TrainNLL, row.TrainLoss, row.GradNorm = st.SumNLL/n, st.SumLoss/n, st.SumGradNorm/n
 		}
+		row.TrainKL, row.TrainKLPrior, row.TrainEnergy, row.Lambda = math.NaN(), math.NaN(), math.NaN(), math.NaN()
+		if st.NKL > 0 {
+			n := float64(st.NKL)
+			row.TrainKL, row.TrainKLPrior, row.TrainEnergy = st.SumKL/n, st.SumKLPrior/n, st.SumEnergy/n
+		}
+		if o.Energy.Objective == ObjectiveMLKL {
+			row.Lambda = o.Energy.Lambda.At(st.Epoch, sched.Epochs)
+		}
 		newBest := false
 		if st.Epoch%sched.TestEvery == 0 {
 			val, err := Evaluate(ctx, t.val, o.Val, o.EvalBatch, evalSeed(st.Seed, st.Epoch, "val"))
@@ -491,6 +517,7 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 		st.Epoch++
 		st.Batch = 0
 		st.SumNLL, st.SumLoss, st.SumGradNorm, st.NFEForward, st.NFEBackward, st.EpochWallS = 0, 0, 0, 0, 0, 0
+		st.SumKL, st.SumKLPrior, st.SumEnergy, st.NKL = 0, 0, 0, 0
 		// Metrics first: a kill before the checkpoint redoes this epoch (its row is then
 		// dropped on resume); the other order would lose the row for good.
 		t.metrics = append(t.metrics, row)
@@ -513,6 +540,12 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 		}
 		if o.Stability != nil {
 			attrs = append(attrs, "atom_stable", row.AtomStable, "mol_stable", row.MolStable)
+		}
+		if !math.IsNaN(row.TrainKL) {
+			attrs = append(attrs, "train_kl", row.TrainKL, "train_kl_prior", row.TrainKLPrior, "train_energy", row.TrainEnergy)
+			if !math.IsNaN(row.Lambda) {
+				attrs = append(attrs, "lambda", row.Lambda)
+			}
 		}
 		t.log.Info("epoch", attrs...)
 	}
@@ -542,13 +575,14 @@ func (t *trainer) trainStep(idx []int, seed uint64) error {
 		}
 	}
 	defer b.Finalize()
-	loss, nll, grads, stats, err := t.model.LossAndGrad(b, seed)
+	so, err := t.objectiveStep(b, seed)
 	if err != nil {
 		if d := t.rec.lossAndGradFailed(err); d != nil {
 			return d
 		}
 		return fmt.Errorf("loss and gradients: %w", err)
 	}
+	loss, nll, grads, stats := so.loss, so.nll, so.grads, so.stats
 	defer finalize(grads...)
 	if d := t.rec.checkLoss(loss); d != nil { // non-finite loss or loss spike
 		return d
@@ -564,6 +598,12 @@ func (t *trainer) trainStep(idx []int, seed uint64) error {
 	st.Step++
 	st.SumNLL += nll
 	st.SumLoss += loss
+	if !math.IsNaN(so.kl.KL) {
+		st.SumKL += so.kl.KL
+		st.SumKLPrior += so.kl.KLPrior
+		st.SumEnergy += so.kl.MeanEnergy
+		st.NKL++
+	}
 	st.SumGradNorm += res.GradNorm
 	st.NFEForward += int64(stats.NFEForward)
 	st.NFEBackward += int64(stats.NFEBackward)
@@ -732,6 +772,8 @@ func sameArchitecture(src, dst *ModelSpec) error {
 		return fmt.Errorf("a different dequantizer EGNN")
 	case !slices.Equal(src.ElementsOrQM9(), dst.ElementsOrQM9()) && src.Kind == QM9Kind:
 		return fmt.Errorf("elements %v, the run's are %v", src.ElementsOrQM9(), dst.ElementsOrQM9())
+	case (src.RealNVP == nil) != (dst.RealNVP == nil) || (src.RealNVP != nil && *src.RealNVP != *dst.RealNVP):
+		return fmt.Errorf("a different RealNVP configuration")
 	case src.Kind != QM9Kind && (src.Nodes != dst.Nodes || src.Dim != dst.Dim):
 		return fmt.Errorf("%d × %d configurations, the run's are %d × %d", src.Nodes, src.Dim, dst.Nodes, dst.Dim)
 	}
