@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/enflow/enflow/etl/particles"
 	"github.com/enflow/enflow/etl/table"
 	"github.com/enflow/enflow/internal/shared"
+	"github.com/enflow/enflow/pipeline/train"
 )
 
 func init() {
@@ -163,11 +166,11 @@ func particlesFormats(s string) ([]string, error) {
 // runETLMCMC implements "enflow etl mcmc".
 func runETLMCMC(ctx context.Context, env *Env, args []string) error {
 	var (
-		system, out, split, kernel string
-		asJSON, noProgress         bool
+		system, out, split, kernel, timeSplit string
+		asJSON, noProgress                    bool
 	)
 	opt := particles.MCMCOptions{}
-	fs := NewFlagSet(env, "etl mcmc", "--system dw4|lj13 --n N [--seed S] --out FILE.parquet|FILE.arrow [flags]")
+	fs := NewFlagSet(env, "etl mcmc", "--system dw4|lj13 --n N [--seed S] --out FILE.parquet|FILE.arrow | --time-split 50,10,40 --out DIR [flags]")
 	fs.StringVar(&system, "system", "", "particle `system`: dw4 or lj13")
 	fs.IntVar(&opt.N, "n", 0, "number of `samples`")
 	fs.Uint64Var(&opt.Seed, "seed", 1, "master random `seed` (chain c uses a stream derived from (seed, c))")
@@ -180,6 +183,8 @@ func runETLMCMC(ctx context.Context, env *Env, args []string) error {
 	fs.Float64Var(&opt.Step, "step", 0, "initial step `size` (default per kernel)")
 	fs.Float64Var(&opt.TargetAccept, "target-accept", 0, "target acceptance `rate` for burn-in adaptation (default per kernel)")
 	fs.IntVar(&opt.LeapfrogSteps, "leapfrog", 0, "HMC leapfrog `steps` per trajectory (default 20 for dw4, 10 for lj13)")
+	fs.StringVar(&timeSplit, "time-split", "", "`TRAIN,VAL,TEST` percentages: --out is then a directory that receives {system}_{train,val,test}.parquet, "+
+		"cut in time (every chain's first TRAIN % of samples, then the next VAL %, then the rest), as for the generalisation experiment of Köhler et al. (e.g. 50,10,40)")
 	fs.BoolVar(&noProgress, "no-progress", false, "no progress bar on stderr")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
 	if err := Parse(fs, args); err != nil {
@@ -198,7 +203,12 @@ func runETLMCMC(ctx context.Context, env *Env, args []string) error {
 	if out == "" {
 		return fmt.Errorf("%w: --out is required", ErrUsage)
 	}
-	if _, err := table.FormatOf(out); err != nil {
+	var cuts []int // with --time-split: first row index of val and of test
+	if timeSplit != "" {
+		if cuts, err = parseTimeSplit(timeSplit, opt.N); err != nil {
+			return fmt.Errorf("%w: --time-split: %v", ErrUsage, err)
+		}
+	} else if _, err := table.FormatOf(out); err != nil {
 		return fmt.Errorf("%w: --out: %v", ErrUsage, err)
 	}
 	def := particles.DefaultMCMCOptions(sys)
@@ -211,27 +221,57 @@ func runETLMCMC(ctx context.Context, env *Env, args []string) error {
 		opt.LeapfrogSteps = def.LeapfrogSteps
 	}
 
-	w, err := table.NewConfigWriter(out)
-	if err != nil {
-		return fmt.Errorf("etl mcmc: %w", err)
+	paths := []string{out}
+	names := []string{split}
+	if cuts != nil {
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return fmt.Errorf("etl mcmc: %w", err)
+		}
+		names = []string{"train", "val", "test"}
+		paths = make([]string, 3)
+		for i, n := range names {
+			paths[i] = train.SplitPath(out, sys.Name, n)
+		}
 	}
-	defer w.Abort()
+	writers := make([]*table.ConfigWriter, len(paths))
+	for i, p := range paths {
+		if writers[i], err = table.NewConfigWriter(p); err != nil {
+			return fmt.Errorf("etl mcmc: %w", err)
+		}
+		defer writers[i].Abort()
+	}
 	progress, finish := particlesProgress(env.Stderr, opt.N, sys.Name+" mcmc", noProgress)
 	opt.Progress = progress
 	start := time.Now()
-	slog.Info("etl mcmc: sampling", "system", sys.Name, "n", opt.N, "seed", opt.Seed, "out", out)
+	slog.Info("etl mcmc: sampling", "system", sys.Name, "n", opt.N, "seed", opt.Seed, "out", out, "time_split", timeSplit)
+	rows := make([]int, len(paths))
 	st, err := particles.Sample(ctx, opt, func(c *particles.Config) error {
-		c.Split = split
-		return w.Write(c)
+		part := 0
+		for part < len(cuts) && int(c.ID) >= cuts[part] {
+			part++
+		}
+		c.Split = names[part]
+		rows[part]++
+		return writers[part].Write(c)
 	})
 	finish()
 	if err != nil {
 		return fmt.Errorf("etl mcmc: %w", err)
 	}
-	if err := w.Commit(); err != nil {
-		return fmt.Errorf("etl mcmc: %w", err)
+	for i, w := range writers {
+		if err := w.Commit(); err != nil {
+			for _, p := range paths[:i] {
+				os.Remove(p) // all splits or none
+			}
+			return fmt.Errorf("etl mcmc: %w", err)
+		}
+	}
+	summaryRows := map[string]int{}
+	for i, n := range names {
+		summaryRows[n] = rows[i]
 	}
 	return Summary(env, asJSON, map[string]any{
+		"rows":               summaryRows,
 		"system":             sys.Name,
 		"out":                out,
 		"samples":            st.Samples,
@@ -272,4 +312,33 @@ func particlesProgress(w io.Writer, total int, desc string, off bool) (func(int)
 		progressbar.OptionThrottle(200*time.Millisecond),
 	)
 	return func(n int) { bar.Set(n) }, func() { bar.Finish(); fmt.Fprintln(w) }
+}
+
+// parseTimeSplit parses "TRAIN,VAL,TEST" percentages (each > 0, summing to 100) and returns the
+// first sample index of the val and of the test part among n samples. Samples are emitted
+// round-robin over the chains in time order, so an index cut is a cut in time for every chain.
+func parseTimeSplit(s string, n int) ([]int, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("%q: want three percentages TRAIN,VAL,TEST, e.g. 50,10,40", s)
+	}
+	var p [3]float64
+	sum := 0.0
+	for i, f := range parts {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || !(v > 0) || v >= 100 {
+			return nil, fmt.Errorf("%q: part %d (%q) is not a percentage in (0, 100)", s, i+1, f)
+		}
+		p[i] = v
+		sum += v
+	}
+	if math.Abs(sum-100) > 1e-9 {
+		return nil, fmt.Errorf("%q: the percentages sum to %g, not 100", s, sum)
+	}
+	a := int(math.Round(float64(n) * p[0] / 100))
+	b := int(math.Round(float64(n) * (p[0] + p[1]) / 100))
+	if a < 1 || b-a < 1 || n-b < 1 {
+		return nil, fmt.Errorf("%q of --n %d leaves an empty split (train %d, val %d, test %d rows)", s, n, a, b-a, n-b)
+	}
+	return []int{a, b}, nil
 }

@@ -135,6 +135,14 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: --dataset: %v", ErrUsage, err)
 	}
+	if set["temperature"] && !(f.temperature > 0) { // 0 means "the default" inside EnergyOptions
+		return fmt.Errorf("%w: --temperature: temperature must be finite and > 0, got %v", ErrUsage, f.temperature)
+	}
+	if strings.TrimSpace(f.objective) != "" || set["temperature"] || set["energy"] {
+		if err := energyOpts.Validate(sys.Name); err != nil {
+			return fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+	}
 	positional := sys.Name == particles.QM9Positional.Name
 	if positional {
 		f.positionalDefaults(set)

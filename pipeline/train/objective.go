@@ -133,6 +133,20 @@ func (t *trainer) resolveEnergy(resumed bool) error {
 	return nil
 }
 
+// Validate checks the options for a model of system without changing them: a known objective,
+// a target energy that exists for the system and a finite temperature > 0. The CLI calls it
+// before it creates the run directory, so a bad flag leaves nothing behind.
+func (e EnergyOptions) Validate(system string) error {
+	if e.Temperature != 0 {
+		if err := energy.CheckTemperature(e.Temperature); err != nil {
+			return fmt.Errorf("train: --temperature: %w", err)
+		}
+	}
+	c := e
+	_, err := c.resolve(system, 1)
+	return err
+}
+
 // resolve fills defaults and looks up the target for the model's system.
 func (e *EnergyOptions) resolve(system string, batch int) (energy.Target, error) {
 	obj, err := ParseObjective(e.Objective)
