@@ -122,6 +122,12 @@ func runEval(ctx context.Context, env *Env, args []string) error {
 		"dtype":      rep.Spec.DType,
 		"engine":     backend.Name(b),
 	}
+	if dims := rep.Spec.DensityDims(); dims > 0 {
+		// Both conventions: nll includes the Gaussian prior's normaliser (E-NF, DEM); bgflow's
+		// (Köhler et al.) drops it.
+		res["nll_dims"] = dims
+		res["nll_without_normaliser"] = nanToNil(rep.NLL - rep.Spec.GaussianNormaliser())
+	}
 	if c.Solver == "" || c.Solver == "dopri5" {
 		res["rtol"], res["atol"] = c.RTol, c.ATol
 	} else {

@@ -283,20 +283,22 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 		return runErr
 	}
 	if err := Summary(env, f.asJSON, map[string]any{
-		"out_dir":        res.OutDir,
-		"dataset":        sys.Name,
-		"n_data":         f.nData,
-		"epochs":         res.Epochs,
-		"steps":          res.Steps,
-		"best_epoch":     res.BestEpoch,
-		"best_val_nll":   nanToNil(res.BestValNLL),
-		"test_nll":       nanToNil(res.BestTestNLL),
-		"last_train_nll": nanToNil(res.LastTrain),
-		"wall_s":         math.Round(res.WallS*1000) / 1000,
-		"interrupted":    res.Interrupted,
-		"js_div":         nanToNil(res.BestJS),
-		"engine":         backend.Name(b),
-		"objective":      objectiveName(energyOpts.Objective),
+		"out_dir":                     res.OutDir,
+		"dataset":                     sys.Name,
+		"n_data":                      f.nData,
+		"epochs":                      res.Epochs,
+		"steps":                       res.Steps,
+		"best_epoch":                  res.BestEpoch,
+		"best_val_nll":                nanToNil(res.BestValNLL),
+		"test_nll":                    nanToNil(res.BestTestNLL),
+		"last_train_nll":              nanToNil(res.LastTrain),
+		"wall_s":                      math.Round(res.WallS*1000) / 1000,
+		"interrupted":                 res.Interrupted,
+		"js_div":                      nanToNil(res.BestJS),
+		"engine":                      backend.Name(b),
+		"objective":                   objectiveName(energyOpts.Objective),
+		"nll_dims":                    spec.DensityDims(),
+		"test_nll_without_normaliser": nanToNil(res.BestTestNLL - spec.GaussianNormaliser()),
 	}); err != nil {
 		return errors.Join(runErr, err)
 	}

@@ -89,12 +89,18 @@ func TestTrainKLSampleESSCLI(t *testing.T) {
 		Objective string   `json:"objective"`
 		Steps     int      `json:"steps"`
 		TestNLL   *float64 `json:"test_nll"`
+		Dims      int      `json:"nll_dims"`
+		NoNorm    *float64 `json:"test_nll_without_normaliser"`
 	}
 	if err := json.Unmarshal([]byte(lastLine(stdout)), &res); err != nil {
 		t.Fatalf("%v: %q", err, stdout)
 	}
 	if res.Objective != "ml+kl" || res.Steps != 4 || res.TestNLL == nil || math.IsNaN(*res.TestNLL) {
 		t.Fatalf("train summary %+v", res)
+	}
+	// RealNVP's density is on all N·D = 8 coordinates: the normaliser is 4·ln 2π.
+	if res.Dims != 8 || res.NoNorm == nil || math.Abs(*res.TestNLL-*res.NoNorm-4*math.Log(2*math.Pi)) > 1e-9 {
+		t.Fatalf("NLL conventions: dims %d, without normaliser %v, test NLL %v", res.Dims, res.NoNorm, *res.TestNLL)
 	}
 	// metrics.csv carries the KL columns with and without the prior term, and λ per epoch.
 	csv, err := os.ReadFile(filepath.Join(run, "metrics.csv"))

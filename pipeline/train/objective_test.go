@@ -73,3 +73,27 @@ func TestTrainKLRealNVP(t *testing.T) {
 		t.Error("energy training of the gaussian stand-in accepted")
 	}
 }
+
+func TestDensityDimsAndNormaliser(t *testing.T) {
+	for _, tc := range []struct {
+		kind, system string
+		nodes, dim   int
+		dims         int
+		norm         float64 // ½·dims·ln 2π, BOLTZMANN.md's offsets for the mean-free subspaces
+	}{
+		{"enf", "dw4", 4, 2, 6, 5.5136},
+		{"kernel", "dw4", 4, 2, 6, 5.5136},
+		{RealNVPKind, "dw4", 4, 2, 8, 7.3515},
+		{"enf", "lj13", 13, 3, 36, 33.0818},
+		{RealNVPKind, "lj13", 13, 3, 39, 35.8386},
+		{"qm9", SystemQM9, 29, 3, 0, 0},
+	} {
+		s := ModelSpec{Kind: tc.kind, System: tc.system, Nodes: tc.nodes, Dim: tc.dim}
+		if got := s.DensityDims(); got != tc.dims {
+			t.Errorf("%s/%s: DensityDims %d, want %d", tc.kind, tc.system, got, tc.dims)
+		}
+		if got := s.GaussianNormaliser(); math.Abs(got-tc.norm) > 1e-4 {
+			t.Errorf("%s/%s: GaussianNormaliser %.5f, want %.4f", tc.kind, tc.system, got, tc.norm)
+		}
+	}
+}

@@ -680,6 +680,13 @@ func (t *trainer) writeResult(r *Result) error {
 	if !math.IsNaN(r.BestMolStable) {
 		m["mol_stable"] = r.BestMolStable
 	}
+	if dims := t.spec.DensityDims(); dims > 0 {
+		// Both NLL conventions (papers differ): with the Gaussian normaliser (E-NF) and without.
+		off := t.spec.GaussianNormaliser()
+		m["nll_dims"] = dims
+		m["best_val_nll_without_normaliser"] = jsonFloat(r.BestValNLL - off)
+		m["test_nll_without_normaliser"] = jsonFloat(r.BestTestNLL - off)
+	}
 	if !math.IsNaN(r.InitValNLL) {
 		m["init_val_nll"], m["init_test_nll"] = jsonFloat(r.InitValNLL), jsonFloat(r.InitTestNLL)
 	}
