@@ -122,7 +122,9 @@ type Report struct {
 	Distances []Figure
 	Stability []Figure
 	Molecules []Figure // grids of sampled molecules (stability units that kept samples.parquet)
-	UnitRows  []UnitRow
+	// BG is the Boltzmann-generator section (nil without such results).
+	BG       *BGSection
+	UnitRows []UnitRow
 }
 
 // unitRec gathers one unit's rows.
@@ -130,6 +132,10 @@ type unitRec struct {
 	first    jobs.Row
 	metrics  map[string]jobs.Row
 	recorded time.Time
+	// variant tells units apart that share kind, dataset, model, n_data and seed but measure
+	// something else: Boltzmann-generator training (objective, finetune stage, own data_dir)
+	// and evaluations of such units, nll on another split. "" for the paper's protocol.
+	variant string
 }
 
 func (u *unitRec) value(metric string) float64 {
@@ -143,6 +149,7 @@ func (u *unitRec) value(metric string) float64 {
 type cellKey struct {
 	kind, dataset, model, label string
 	nData, seed                 int64
+	variant                     string
 }
 
 // index is the results organised for lookups.
@@ -169,11 +176,25 @@ func buildIndex(rows []jobs.Row) *index {
 			u.recorded = r.RecordedAt
 		}
 	}
+	for _, id := range order { // training units first: evaluations inherit their variant
+		if u := byUnit[id]; u.first.UnitKind == jobs.KindTrain {
+			u.variant = trainVariant(u.first.UnitSpec)
+		}
+	}
+	for _, id := range order {
+		if u := byUnit[id]; u.first.UnitKind != jobs.KindTrain {
+			parent := ""
+			if p, ok := byUnit[u.first.ParentUnit]; ok {
+				parent = p.variant
+			}
+			u.variant = evalVariant(parent, u.first.UnitKind, u.first.UnitSpec)
+		}
+	}
 	ix := &index{byKey: map[cellKey]*unitRec{}}
 	for _, id := range order {
 		u := byUnit[id]
 		f := u.first
-		k := cellKey{f.UnitKind, f.Dataset, f.Model, f.Label, f.NData, f.Seed}
+		k := cellKey{f.UnitKind, f.Dataset, f.Model, f.Label, f.NData, f.Seed, u.variant}
 		if prev, ok := ix.byKey[k]; !ok || u.recorded.After(prev.recorded) {
 			ix.byKey[k] = u
 		}
@@ -240,8 +261,11 @@ func modelName(kind string) string {
 			return m.Name
 		}
 	}
-	if kind == "gaussian" {
+	switch kind {
+	case "gaussian":
 		return "Gaussian (stand-in)"
+	case "realnvp":
+		return "RealNVP (nBG)"
 	}
 	return kind
 }
@@ -282,7 +306,7 @@ func (ix *index) aggregate(kind, dataset, model, label string, nData int64, metr
 	var vals []float64
 	for _, u := range ix.units {
 		f := u.first
-		if f.UnitKind != kind || f.Dataset != dataset || f.Model != model || f.Label != label || (nData >= 0 && f.NData != nData) {
+		if u.variant != "" || f.UnitKind != kind || f.Dataset != dataset || f.Model != model || f.Label != label || (nData >= 0 && f.NData != nData) {
 			continue
 		}
 		v := u.value(metric)
@@ -318,7 +342,7 @@ func (ix *index) largestNData(kind, dataset, model, label string) int64 {
 	best := int64(-1)
 	for _, u := range ix.units {
 		f := u.first
-		if f.UnitKind == kind && f.Dataset == dataset && f.Model == model && f.Label == label && f.NData > best {
+		if u.variant == "" && f.UnitKind == kind && f.Dataset == dataset && f.Model == model && f.Label == label && f.NData > best {
 			best = f.NData
 		}
 	}
@@ -333,6 +357,7 @@ const (
 	fmtNLL1               // paper numbers of Tables 2 and 3: 1 decimal (ours keep 2)
 	fmtPercent
 	fmtJS
+	fmtCount // integers
 )
 
 func formatValue(v float64, f format) string {
@@ -342,6 +367,8 @@ func formatValue(v float64, f format) string {
 	switch f {
 	case fmtPercent:
 		return strconv.FormatFloat(v*100, 'f', 1, 64) + "%"
+	case fmtCount:
+		return strconv.FormatFloat(v, 'f', 0, 64)
 	case fmtJS:
 		if math.Abs(v) >= 1e-3 {
 			return strconv.FormatFloat(v, 'f', 3, 64)
@@ -427,6 +454,7 @@ func Build(rows []jobs.Row, o Options) *Report {
 	r.Energy = energyFigures(ix, others)
 	r.Distances = distanceFigures(ix, others)
 	r.Stability = stabilityFigures(ix, others)
+	r.BG = bgSection(ix, others)
 	for _, u := range ix.units {
 		f := u.first
 		row := UnitRow{Unit: f.Unit, Spec: f.SpecName, Kind: f.UnitKind, Dataset: datasetName(f.Dataset),
@@ -488,6 +516,10 @@ func mainValue(u *unitRec) string {
 		return strings.TrimSpace(pick("atom_stable", fmtPercent) + " " + pick("mol_stable", fmtPercent))
 	case jobs.KindJS:
 		return pick("js", fmtJS)
+	case jobs.KindESS:
+		return pick("ess_fraction", fmtPercent)
+	case jobs.KindStates:
+		return pick("metastable_states", fmtCount)
 	}
 	return ""
 }
@@ -644,7 +676,7 @@ func curveFigures(ix *index, others []string) []Figure {
 	seeds := map[group]map[string]int{}
 	for _, u := range ix.units {
 		f := u.first
-		if f.UnitKind != jobs.KindTrain {
+		if f.UnitKind != jobs.KindTrain || u.variant != "" { // Boltzmann generators: their own section
 			continue
 		}
 		c, ok := detail[jobs.Curve](u, "curve")
@@ -687,10 +719,16 @@ func curveFigures(ix *index, others []string) []Figure {
 }
 
 func energyFigures(ix *index, others []string) []Figure {
+	return energyFiguresOf(ix, others, func(u *unitRec) bool { return u.variant == "" }, nil)
+}
+
+// energyFiguresOf draws the energy histograms of the energy units keep accepts; suffix, if
+// not nil, extends a figure's title.
+func energyFiguresOf(ix *index, others []string, keep func(*unitRec) bool, suffix func(*unitRec) string) []Figure {
 	var figs []Figure
 	for _, u := range ix.units {
 		f := u.first
-		if f.UnitKind != jobs.KindEnergy {
+		if f.UnitKind != jobs.KindEnergy || !keep(u) {
 			continue
 		}
 		h, ok := detail[jobs.EnergyHistogram](u, "energy_hist")
@@ -725,6 +763,9 @@ func energyFigures(ix *index, others []string) []Figure {
 		}
 		if f.Seed >= 0 {
 			title += fmt.Sprintf(" · seed %d", f.Seed)
+		}
+		if suffix != nil {
+			title += suffix(u)
 		}
 		ch := Chart{Title: title, XLabel: "energy", YLabel: "density", W: 410, H: 250, XMin: h.Lo, XMax: h.Hi, YMinZero: true,
 			Note: fmt.Sprintf("samples outside the range: %d below, %d above, %d non-finite",

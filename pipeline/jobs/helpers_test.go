@@ -101,6 +101,12 @@ func (f *fakeExec) Enflow(ctx context.Context, c Call) ([]byte, error) {
 		if strings.Contains(flagValue(c.Args, "--model"), "enf") {
 			nll -= 2
 		}
+		if from := flagValue(c.Args, "--init-from"); from != "" {
+			if _, err := os.Stat(filepath.Join(from, "result.json")); err != nil {
+				return nil, fmt.Errorf("fake enflow: --init-from %s: %w", from, err)
+			}
+			nll -= 1 // fine-tuned
+		}
 		w, err := table.NewRowWriter(filepath.Join(out, "metrics.parquet"), []table.Col{
 			{Name: "epoch", Type: table.Int64}, {Name: "step", Type: table.Int64}, {Name: "train_nll", Type: table.Float64},
 			{Name: "val_nll", Type: table.Float64}, {Name: "test_nll", Type: table.Float64}, {Name: "wall_s", Type: table.Float64},
@@ -143,6 +149,24 @@ func (f *fakeExec) Enflow(ctx context.Context, c Call) ([]byte, error) {
 			}
 		}
 		return []byte(`{"n":` + strconv.Itoa(n) + "}\n"), w.Commit()
+	case "metrics":
+		if len(c.Args) < 2 || c.Args[1] != "ess" || flagValue(c.Args, "--in") == "" {
+			return nil, fmt.Errorf("fake enflow: bad metrics call %v", c.Args)
+		}
+		return []byte(`{"n": 16, "n_infinite_u": 0, "ess": 4.5, "ess_fraction": 0.28125, "mean_u_samples": -10.5,` +
+			` "mean_u_reweighted": -12.25, "mean_u_reweighted_stderr": 0.5, "max_log_w": 3.1, "system": "dw4", "energy": "dw4",` +
+			` "temperature": ` + flagValue(c.Args, "--temperature") + `, "sign_convention": "log w = -u(x)/T - log q_X(x)"}` + "\n"), nil
+	case "minimize":
+		if flagValue(c.Args, "--in") == "" || flagValue(c.Args, "--out") == "" {
+			return nil, fmt.Errorf("fake enflow: bad minimize call %v", c.Args)
+		}
+		if err := os.WriteFile(flagValue(c.Args, "--out"), []byte("fake"), 0o644); err != nil {
+			return nil, err
+		}
+		return []byte(`{"system": "dw4", "energy": "dw4", "n": 16, "converged": 15, "minima": 14, "failed": 1, "states": 3,` +
+			` "metastable_states": 2, "state_list": [{"id": 0, "energy": -13.1, "count": 9, "is_minimum": true, "min_eigenvalue": 2.5},` +
+			` {"id": 1, "energy": -12.9, "count": 5, "is_minimum": true, "min_eigenvalue": 1.5},` +
+			` {"id": 2, "energy": -8.0, "count": 1, "is_minimum": false, "min_eigenvalue": -0.5}], "dist_tol": 0.001, "energy_tol": 1e-05}` + "\n"), nil
 	case "eval":
 		return []byte(`{"nll": 9.5, "n": 40, "batches": 2, "nfe": 12, "trace": "exact", "solver": "dopri5", "rtol": 0.0001, "atol": 0.0001}` + "\n"), nil
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/enflow/enflow/gomlx_models/cnf"
+	"github.com/enflow/enflow/gomlx_models/energy"
+	"github.com/enflow/enflow/pipeline/train"
 )
 
 // Spec is a declarative job spec (a TOML file, see the package documentation and
@@ -61,13 +63,23 @@ type ExperimentSpec struct {
 	Seeds     []int64        `toml:"seeds"`
 	Train     map[string]any `toml:"train"`
 	ExtraArgs []string       `toml:"extra_args"`
+	// DataDir overrides the spec's data_dir for this experiment. A relative path is taken
+	// below the spec's data directory (or --data), so --data still relocates every input;
+	// ${VAR} is expanded. When set, it is part of the identity of the experiment's units.
+	DataDir string `toml:"data_dir"`
+	// Finetune, when set, makes every training unit of the experiment a two-stage unit: the
+	// run is trained as usual (stage 1, run/), then a second run (stage 2, finetune/) starts
+	// from its weights (enflow train --init-from) with the experiment's training overrides
+	// overridden again by these, e.g. { objective = "ml+kl", lambda = "1.0:0.5", epochs = 20 }.
+	// Attached evaluations evaluate stage 2. Part of the units' identity.
+	Finetune map[string]any `toml:"finetune"`
 }
 
 // EvaluationSpec is one [[evaluation]] table. Without Samples it is attached to every training
 // unit it applies to (filtered by Datasets and Models); with Samples it is a standalone unit
 // evaluating that file (e.g. the data themselves, labelled "data").
 type EvaluationSpec struct {
-	Kind     string   `toml:"kind"`     // nll | energy | stability | js
+	Kind     string   `toml:"kind"`     // nll | energy | stability | js | ess | states
 	Datasets []string `toml:"datasets"` // attached: only these datasets (default: all it applies to)
 	Models   []string `toml:"models"`   // attached: only these models (default: all)
 	Samples  string   `toml:"samples"`  // standalone: the table to evaluate
@@ -83,7 +95,11 @@ type EvaluationSpec struct {
 	Steps    int      `toml:"steps"`   // nll, sampling: fixed-step solver steps
 	Batch    int      `toml:"batch"`   // nll, sampling: batch size (default 100)
 	NAtoms   int      `toml:"n_atoms"` // js: molecules with this many atoms (default 19)
-	Bins     int      `toml:"bins"`    // energy: histogram bins (default 60)
+	Bins     int      `toml:"bins"`    // energy: histogram bins (default 60); ess: energy histograms (default 0: none)
+	// Energy and Temperature define the target exp(−u/T) of ess (and the energy minimised by
+	// states): default the dataset's own energy and T = 1.
+	Energy      string  `toml:"energy"`
+	Temperature float64 `toml:"temperature"`
 }
 
 // Evaluation kinds.
@@ -93,7 +109,12 @@ const (
 	KindEnergy    = "energy"
 	KindStability = "stability"
 	KindJS        = "js"
+	KindESS       = "ess"    // importance weights of flow samples (Boltzmann generators)
+	KindStates    = "states" // minimised samples: distinct metastable states
 )
+
+// evalKinds lists the evaluation kinds (for messages).
+var evalKinds = []string{KindNLL, KindEnergy, KindStability, KindJS, KindESS, KindStates}
 
 // Datasets the spec may name. Whether this build can train on one is decided at run time
 // (Capabilities); QM9 training is not implemented yet.
@@ -117,7 +138,7 @@ func evalApplies(kind, ds string) bool {
 	switch kind {
 	case KindNLL:
 		return true
-	case KindEnergy:
+	case KindEnergy, KindESS, KindStates:
 		return isParticle(ds)
 	case KindStability:
 		return ds == DatasetQM9
@@ -135,6 +156,7 @@ const (
 	flagFloat
 	flagString
 	flagBool
+	flagText // a string; numbers are accepted and kept in their shortest form (lambda = 0.5)
 )
 
 // trainFlags are the enflow train flags a spec may set. The runner owns --dataset, --data,
@@ -146,10 +168,14 @@ var trainFlags = map[string]flagType{
 	"lr": flagFloat, "wd": flagFloat, "rtol": flagFloat, "atol": flagFloat, "reg": flagFloat, "clip-grad": flagFloat,
 	"dtype": flagString, "solver": flagString, "trace": flagString, "noise": flagString,
 	"grad": flagString, "val-trace": flagString, "test-trace": flagString, "clip-adaptive": flagBool,
+	// Boltzmann-generator training (Köhler, Klein & Noé): objective ml | kl | ml+kl, the ML
+	// weight λ (constant or start:end over the epochs), the target energy and temperature, and
+	// the flow samples per KL step.
+	"objective": flagString, "lambda": flagText, "energy": flagString, "temperature": flagFloat, "kl-samples": flagInt,
 }
 
-// runnerFlags are the train flags the runner sets itself.
-var runnerFlags = []string{"dataset", "data", "out", "n-data", "seed", "model", "backend", "resume", "json", "no-progress"}
+// runnerFlags are the train flags the runner sets itself (init-from: by the finetune stage).
+var runnerFlags = []string{"dataset", "data", "out", "n-data", "seed", "model", "backend", "resume", "json", "no-progress", "init-from"}
 
 // SpecError is a problem in a spec file; it names the file and, when known, the line.
 type SpecError struct {
@@ -194,7 +220,7 @@ func ParseSpec(path string, data []byte) (*Spec, error) {
 		keys := make([]string, 0, len(und))
 		for _, k := range und {
 			// Keys below [train] tables are checked by normalizeTrain with a better message.
-			if len(k) >= 2 && (k[0] == "train" || (k[0] == "experiment" && len(k) >= 3 && k[1] == "train")) {
+			if len(k) >= 2 && (k[0] == "train" || (k[0] == "experiment" && len(k) >= 3 && (k[1] == "train" || k[1] == "finetune"))) {
 				continue
 			}
 			keys = append(keys, k.String())
@@ -227,14 +253,15 @@ func (s *Spec) validate() error {
 	if s.MaxAttempts < 0 {
 		return fmt.Errorf("max_attempts %d must be positive", s.MaxAttempts)
 	}
-	if _, err := normalizeTrain(s.Train); err != nil {
+	base, err := normalizeTrain(s.Train)
+	if err != nil {
 		return fmt.Errorf("[train]: %w", err)
 	}
 	if len(s.Experiments) == 0 && len(s.Evaluations) == 0 {
 		return fmt.Errorf("no [[experiment]] and no [[evaluation]]")
 	}
 	for i := range s.Experiments {
-		if err := s.Experiments[i].validate(); err != nil {
+		if err := s.Experiments[i].validate(base); err != nil {
 			return fmt.Errorf("experiment %d: %w", i+1, err)
 		}
 	}
@@ -253,7 +280,7 @@ func checkDataset(ds string) error {
 	return nil
 }
 
-func (e *ExperimentSpec) validate() error {
+func (e *ExperimentSpec) validate(base map[string]any) error {
 	if err := checkDataset(e.Dataset); err != nil {
 		return err
 	}
@@ -290,10 +317,65 @@ func (e *ExperimentSpec) validate() error {
 	if hasDup(e.Seeds) {
 		return fmt.Errorf("seeds %v list a seed twice", e.Seeds)
 	}
-	if _, err := normalizeTrain(e.Train); err != nil {
+	over, err := normalizeTrain(e.Train)
+	if err != nil {
 		return fmt.Errorf("[experiment.train]: %w", err)
 	}
+	tr := mergeTrain(base, over)
+	if err := checkEnergyFlags(tr, e.Dataset); err != nil {
+		return fmt.Errorf("training overrides: %w", err)
+	}
+	if e.DataDir != "" && strings.TrimSpace(ExpandPath(e.DataDir)) == "" {
+		return fmt.Errorf("data_dir %q expands to nothing", e.DataDir)
+	}
+	if e.Finetune != nil {
+		if len(e.Finetune) == 0 {
+			return fmt.Errorf("finetune: empty table (give at least the overrides of the second stage, e.g. objective = \"ml+kl\")")
+		}
+		ft, err := normalizeTrain(e.Finetune)
+		if err != nil {
+			return fmt.Errorf("finetune: %w", err)
+		}
+		if err := checkEnergyFlags(mergeTrain(tr, ft), e.Dataset); err != nil {
+			return fmt.Errorf("finetune: %w", err)
+		}
+	}
 	return nil
+}
+
+// checkEnergyFlags validates the Boltzmann-generator flags of merged training overrides for a
+// dataset the way enflow train does before it creates a run directory (cheap: no data read).
+func checkEnergyFlags(tr map[string]any, ds string) error {
+	var eo train.EnergyOptions
+	set := false
+	if v, ok := tr["objective"].(string); ok {
+		obj, err := train.ParseObjective(v)
+		if err != nil {
+			return fmt.Errorf("objective: %w", err)
+		}
+		eo.Objective, set = obj, true
+	}
+	if v, ok := tr["lambda"].(string); ok {
+		if _, err := train.ParseLambda(v); err != nil {
+			return fmt.Errorf("lambda: %w", err)
+		}
+	}
+	if v, ok := tr["temperature"].(float64); ok {
+		if !(v > 0) {
+			return fmt.Errorf("temperature %v must be > 0", v)
+		}
+		eo.Temperature, set = v, true
+	}
+	if v, ok := tr["energy"].(string); ok {
+		eo.Energy, set = v, true
+	}
+	switch {
+	case !set:
+		return nil
+	case !isParticle(ds):
+		return fmt.Errorf("objective, energy and temperature are for the particle datasets (dw4, lj13), not %s", ds)
+	}
+	return eo.Validate(ds)
 }
 
 func hasDup[T comparable](xs []T) bool {
@@ -308,16 +390,15 @@ func hasDup[T comparable](xs []T) bool {
 }
 
 func (e *EvaluationSpec) validate() error {
-	switch e.Kind {
-	case KindNLL, KindEnergy, KindStability, KindJS:
-	case "":
-		return fmt.Errorf("kind is required (nll, energy, stability or js)")
-	default:
-		return fmt.Errorf("unknown kind %q (want nll, energy, stability or js)", e.Kind)
+	switch {
+	case e.Kind == "":
+		return fmt.Errorf("kind is required (%s)", strings.Join(evalKinds, ", "))
+	case !slices.Contains(evalKinds, e.Kind):
+		return fmt.Errorf("unknown kind %q (want %s)", e.Kind, strings.Join(evalKinds, ", "))
 	}
 	if e.Samples != "" {
-		if e.Kind == KindNLL {
-			return fmt.Errorf("samples: an nll evaluation needs a trained model, not a sample file")
+		if e.Kind == KindNLL || e.Kind == KindESS {
+			return fmt.Errorf("samples: an %s evaluation needs a trained model, not a sample file", e.Kind)
 		}
 		if e.Dataset == "" {
 			return fmt.Errorf("samples %q needs dataset", e.Samples)
@@ -364,12 +445,37 @@ func (e *EvaluationSpec) validate() error {
 	if e.NAtoms != 0 && e.Kind != KindJS {
 		return fmt.Errorf("n_atoms is a js option")
 	}
-	if e.Bins != 0 && e.Kind != KindEnergy {
-		return fmt.Errorf("bins is an energy option")
+	if e.Bins != 0 && e.Kind != KindEnergy && e.Kind != KindESS {
+		return fmt.Errorf("bins is an energy and ess option")
 	}
-	switch e.Trace {
-	case "", cnf.TraceExact, cnf.TraceHutchinson:
-	default:
+	if (e.Energy != "" || e.Temperature != 0) && e.Kind != KindESS && e.Kind != KindStates {
+		return fmt.Errorf("energy and temperature are ess options (energy also states)")
+	}
+	if e.Temperature != 0 && e.Kind != KindESS {
+		return fmt.Errorf("temperature is an ess option")
+	}
+	if e.Temperature < 0 || math.IsNaN(e.Temperature) || math.IsInf(e.Temperature, 0) {
+		return fmt.Errorf("temperature %v must be finite and > 0", e.Temperature)
+	}
+	if e.Energy != "" {
+		dss := e.Datasets
+		if e.Dataset != "" {
+			dss = []string{e.Dataset}
+		}
+		for _, ds := range dss {
+			if _, err := energy.ForSystem(ds, e.Energy); err != nil {
+				return fmt.Errorf("energy %q for %s: %w", e.Energy, ds, err)
+			}
+		}
+	}
+	switch {
+	case e.Trace == "":
+	case e.Kind == KindESS:
+		// sample --log-weights: exact divergence, or the analytic one of kernel dynamics.
+		if e.Trace != cnf.TraceExact && e.Trace != cnf.TraceAnalytic {
+			return fmt.Errorf("trace %q: ess wants exact or analytic", e.Trace)
+		}
+	case e.Trace != cnf.TraceExact && e.Trace != cnf.TraceHutchinson:
 		return fmt.Errorf("trace %q: want exact or hutchinson", e.Trace)
 	}
 	// Defaults (part of the normalized spec, hence of the identity).
@@ -391,6 +497,10 @@ func (e *EvaluationSpec) validate() error {
 	case KindJS:
 		if e.NAtoms == 0 {
 			e.NAtoms = 19
+		}
+	case KindESS:
+		if e.Temperature == 0 {
+			e.Temperature = 1
 		}
 	}
 	// Samples drawn by attached evaluations; a samples file is evaluated whole unless n is set.
@@ -472,6 +582,19 @@ func convertFlag(t flagType, v any) (any, error) {
 			return b, nil
 		}
 		return nil, fmt.Errorf("%v (%T) is not a boolean", v, v)
+	case flagText:
+		switch x := v.(type) {
+		case string:
+			return x, nil
+		case int64:
+			return strconv.FormatInt(x, 10), nil
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, fmt.Errorf("%v is not finite", x)
+			}
+			return strconv.FormatFloat(x, 'g', -1, 64), nil
+		}
+		return nil, fmt.Errorf("%v (%T) is not a string or number", v, v)
 	}
 	return nil, fmt.Errorf("unknown flag type")
 }

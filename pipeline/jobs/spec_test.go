@@ -211,6 +211,9 @@ func TestShippedSpecs(t *testing.T) {
 	data := t.TempDir()
 	writeTinyParticles(t, data, particles.DW4, map[string]int{"train": 10, "val": 5, "test": 5}, 1)
 	writeTinyParticles(t, data, particles.LJ13, map[string]int{"train": 10, "val": 5, "test": 5}, 1)
+	for _, sub := range []string{"dw4_bg_generalisation", "dw4_bg_discovery"} { // the bg specs' data_dir
+		writeTinyParticles(t, filepath.Join(data, sub), particles.DW4, map[string]int{"train": 10, "val": 5, "test": 5}, 2)
+	}
 	caps := Capabilities{Dataset: func(ds string) error {
 		if ds == DatasetDW4 || ds == DatasetLJ13 {
 			return nil
@@ -226,6 +229,10 @@ func TestShippedSpecs(t *testing.T) {
 		{"table1_lj13.toml", 48, 24, 0, 0},
 		{"table2_qm9.toml", 7, 3, 3, 1},
 		{"table3_qm9_positional.toml", 13, 6, 6, 1},
+		// Boltzmann generators: 3 two-stage training units, each with nll train/test, ess and
+		// energy (generalisation) or states, ess and energy (discovery, + the data's states).
+		{"bg_generalisation.toml", 15, 3, 0, 0},
+		{"bg_discovery.toml", 13, 3, 0, 1},
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.toml"))
 	if len(files) != len(tests) {
@@ -245,6 +252,9 @@ func TestShippedSpecs(t *testing.T) {
 			for _, u := range p.Units {
 				if u.Kind == KindTrain {
 					train++
+					if strings.HasPrefix(tc.file, "bg_") && u.Finetune == nil {
+						t.Errorf("unit %s (%s) of %s has no finetune stage", u.ID, u.Model, tc.file)
+					}
 					if u.Unsupported != "" {
 						unsup++
 					} else if u.InputErr != nil {

@@ -34,6 +34,11 @@ func (x *unitExec) call(ctx context.Context, args ...string) ([]byte, error) {
 	if b := x.r.o.Spec.Backend; b != "" {
 		args = append(args, "--backend", b)
 	}
+	return x.callPlain(ctx, args...)
+}
+
+// callPlain runs an enflow command that takes no --backend (metrics ess, minimize).
+func (x *unitExec) callPlain(ctx context.Context, args ...string) ([]byte, error) {
 	fmt.Fprintf(x.log, "--- enflow %s\n", strings.Join(args, " "))
 	var hold []*os.File
 	if f := x.lock.File(); f != nil {
@@ -75,47 +80,149 @@ func trainState(run string) (complete, resumable bool) {
 	return false, len(m) > 0
 }
 
+// Run directories of a training unit: stage 1 (every training unit) and stage 2 (units of an
+// experiment with finetune).
+const finetuneDirName = "finetune"
+
+// finalRun is the run directory of a training unit's final stage (the one its attached
+// evaluations evaluate), given the unit directory.
+func finalRun(u *Unit, unitDir string) string {
+	if u.Finetune != nil {
+		return filepath.Join(unitDir, finetuneDirName)
+	}
+	return filepath.Join(unitDir, runDirName)
+}
+
+func (x *unitExec) trainCommand(run string, over map[string]any, initFrom string) []string {
+	u := x.u
+	args := []string{"train", "--dataset", u.Dataset, "--data", u.DataDir, "--out", run,
+		"--n-data", strconv.Itoa(u.NData), "--seed", strconv.FormatInt(u.Seed, 10), "--model", u.Model}
+	if initFrom != "" {
+		args = append(args, "--init-from", initFrom)
+	}
+	args = append(args, trainArgs(over)...)
+	args = append(args, u.ExtraArgs...)
+	return append(args, "--no-progress", "--json")
+}
+
 func (x *unitExec) train(ctx context.Context) ([]Metric, error) {
 	u := x.u
 	run := filepath.Join(x.dir, runDirName)
 	x.artifact = run
-	args := []string{"train", "--dataset", u.Dataset, "--data", u.DataDir, "--out", run,
-		"--n-data", strconv.Itoa(u.NData), "--seed", strconv.FormatInt(u.Seed, 10), "--model", u.Model}
-	args = append(args, trainArgs(u.Train)...)
-	args = append(args, u.ExtraArgs...)
-	args = append(args, "--no-progress", "--json")
+	ran, err := x.trainStage(ctx, run, x.trainCommand(run, u.Train, ""))
+	if err != nil {
+		return nil, err
+	}
+	ms, err := trainMetrics(run)
+	if err != nil || u.Finetune == nil {
+		return ms, err
+	}
+	// Stage 2: fine-tune from stage 1's weights (its best checkpoint).
+	ft := filepath.Join(x.dir, finetuneDirName)
+	x.artifact = ft
+	if ran {
+		// Stage 1 (re)ran in this attempt: a stage-2 directory can only be left over from
+		// an older stage 1 (e.g. one moved aside), so it must not be resumed.
+		if err := os.RemoveAll(ft); err != nil {
+			return nil, fmt.Errorf("jobs: clearing %s: %w", ft, err)
+		}
+	}
+	if _, err := x.trainStage(ctx, ft, x.trainCommand(ft, u.Finetune, run)); err != nil {
+		return nil, err
+	}
+	final, err := trainMetrics(ft)
+	if err != nil {
+		return nil, err
+	}
+	out := final
+	for _, m := range ms {
+		m.Name = Stage1Prefix + m.Name
+		out = append(out, m)
+	}
+	out = append(out, Metric{Name: "stages", Value: 2, Detail: []StageInfo{
+		stageInfo(1, runDirName, u.Train, ms), stageInfo(2, finetuneDirName, u.Finetune, final)}})
+	return out, nil
+}
+
+// Stage1Prefix prefixes the metrics of the first stage of a two-stage (finetune) training
+// unit: stage1_test_nll, stage1_curve, …; the unprefixed metrics are the final stage's.
+const Stage1Prefix = "stage1_"
+
+// StageInfo is one element of the detail of the stages metric of a two-stage training unit.
+type StageInfo struct {
+	Stage       int     `json:"stage"`
+	Run         string  `json:"run"`       // run directory inside the unit directory
+	Objective   string  `json:"objective"` // ml, kl or ml+kl
+	Lambda      string  `json:"lambda,omitempty"`
+	Energy      string  `json:"energy,omitempty"`
+	Temperature float64 `json:"temperature,omitempty"`
+	Epochs      float64 `json:"epochs"`
+	TestNLL     float64 `json:"test_nll"`
+}
+
+func stageInfo(stage int, run string, over map[string]any, ms []Metric) StageInfo {
+	si := StageInfo{Stage: stage, Run: run, Objective: train.ObjectiveML, TestNLL: math.NaN(), Epochs: math.NaN()}
+	if v, ok := over["objective"].(string); ok && v != "" {
+		si.Objective = v
+	}
+	si.Lambda, _ = over["lambda"].(string)
+	si.Energy, _ = over["energy"].(string)
+	si.Temperature, _ = over["temperature"].(float64)
+	for _, m := range ms {
+		switch m.Name {
+		case "test_nll":
+			si.TestNLL = m.Value
+		case "epochs":
+			si.Epochs = m.Value
+		}
+	}
+	if math.IsNaN(si.TestNLL) {
+		si.TestNLL = 0 // JSON has no NaN; epochs/test_nll are also separate metrics
+	}
+	if math.IsNaN(si.Epochs) {
+		si.Epochs = 0
+	}
+	return si
+}
+
+// trainStage brings one run directory to completion: nothing if it is complete, resume from
+// its last checkpoint if it has one (a checkpoint that cannot be resumed is moved aside and
+// the run restarts), else a fresh run. ran reports whether a training command ran.
+func (x *unitExec) trainStage(ctx context.Context, run string, args []string) (ran bool, err error) {
+	u := x.u
 	complete, resumable := trainState(run)
 	switch {
 	case complete:
-		x.r.log.Info("training already complete; recording it", "unit", u.ID)
+		x.r.log.Info("training already complete; recording it", "unit", u.ID, "run", filepath.Base(run))
+		return false, nil
 	case resumable:
 		x.resumed = true
 		x.r.log.Info("resuming training from its last checkpoint", "unit", u.ID, "run", run)
 		if _, err := x.call(ctx, append(args, "--resume")...); err != nil {
 			if ctx.Err() != nil {
-				return nil, err
+				return true, err
 			}
 			// A checkpoint that cannot be resumed (e.g. torn by a crash): restart cleanly,
 			// keeping the old directory for inspection.
 			aside := run + ".failed-" + time.Now().UTC().Format("20060102T150405Z")
 			x.r.log.Warn("resume failed; restarting the unit from scratch", "unit", u.ID, "kept", aside, "err", firstLine(err.Error()))
 			if rerr := os.Rename(run, aside); rerr != nil {
-				return nil, errors.Join(err, fmt.Errorf("jobs: moving %s aside: %w", run, rerr))
+				return true, errors.Join(err, fmt.Errorf("jobs: moving %s aside: %w", run, rerr))
 			}
 			x.resumed = false
 			if _, err := x.call(ctx, args...); err != nil {
-				return nil, err
+				return true, err
 			}
 		}
 	default:
 		if err := os.RemoveAll(run); err != nil {
-			return nil, fmt.Errorf("jobs: clearing %s: %w", run, err)
+			return false, fmt.Errorf("jobs: clearing %s: %w", run, err)
 		}
 		if _, err := x.call(ctx, args...); err != nil {
-			return nil, err
+			return true, err
 		}
 	}
-	return trainMetrics(run)
+	return true, nil
 }
 
 // trainMetrics reads result.json and metrics.parquet of a finished run.
@@ -132,6 +239,7 @@ func trainMetrics(run string) ([]Metric, error) {
 		TestNLL     *float64 `json:"test_nll"`
 		LastTrain   *float64 `json:"last_train_nll"`
 		WallS       *float64 `json:"wall_s"`
+		NLLDims     *float64 `json:"nll_dims"`
 		Interrupted bool     `json:"interrupted"`
 	}
 	if err := json.Unmarshal(b, &res); err != nil {
@@ -140,17 +248,17 @@ func trainMetrics(run string) ([]Metric, error) {
 	if res.Interrupted {
 		return nil, fmt.Errorf("jobs: %s says the run was interrupted", filepath.Join(run, train.ResultFileName))
 	}
-	val := func(p *float64) float64 {
-		if p == nil {
-			return math.NaN()
-		}
-		return *p
-	}
 	curve, err := ReadCurve(filepath.Join(run, train.MetricsParquet))
 	if err != nil {
 		return nil, err
 	}
-	return []Metric{
+	var dims []Metric
+	if res.NLLDims != nil {
+		// The dimension the NLL is over: N·D for the non-equivariant RealNVP (nBG), (N−1)·D
+		// for the mean-free flows.
+		dims = append(dims, Metric{Name: "nll_dims", Value: *res.NLLDims})
+	}
+	return append(dims, []Metric{
 		{Name: "test_nll", Value: val(res.TestNLL)},
 		{Name: "best_val_nll", Value: val(res.BestValNLL)},
 		{Name: "best_epoch", Value: val(res.BestEpoch)},
@@ -159,7 +267,7 @@ func trainMetrics(run string) ([]Metric, error) {
 		{Name: "steps", Value: val(res.Steps)},
 		{Name: "train_wall_s", Value: val(res.WallS)},
 		{Name: "curve", Value: math.NaN(), Detail: curve},
-	}, nil
+	}...), nil
 }
 
 // ReadCurve reads the per-epoch metrics.parquet of a run directory (train-metrics/v1).
@@ -205,8 +313,9 @@ func ReadCurve(path string) (*Curve, error) {
 	return c, nil
 }
 
+// parentRun is the run directory of the parent's final stage.
 func (x *unitExec) parentRun() string {
-	return filepath.Join(x.r.unitDir(x.u.Parent), runDirName)
+	return finalRun(x.u.Parent, x.r.unitDir(x.u.Parent))
 }
 
 func (x *unitExec) modelArgs(args []string) []string {
@@ -279,6 +388,12 @@ func (x *unitExec) sample(ctx context.Context) (string, error) {
 	}
 	args := []string{"sample", "--checkpoint", x.parentRun(), "--n", strconv.Itoa(e.N),
 		"--seed", strconv.FormatInt(e.Seed, 10), "--out", out}
+	if x.u.Kind == KindESS {
+		args = append(args, "--log-weights")
+		if e.Trace != "" {
+			args = append(args, "--trace", e.Trace)
+		}
+	}
 	args = append(x.modelArgs(args), "--json")
 	if _, err := x.call(ctx, args...); err != nil {
 		return "", err
@@ -304,6 +419,10 @@ func (x *unitExec) evaluateFile(ctx context.Context, path string) ([]Metric, err
 		return StabilityMetrics(ctx, path, e.N)
 	case KindJS:
 		return JSMetrics(ctx, path, e.N, e.NAtoms)
+	case KindESS:
+		return x.ess(ctx, path)
+	case KindStates:
+		return x.states(ctx, path)
 	}
 	return nil, fmt.Errorf("jobs: cannot evaluate %s on a file", u.Kind)
 }

@@ -31,6 +31,7 @@ type Unit struct {
 	Group  string // shard group: the ID of the training unit (or of the standalone unit)
 
 	Train     map[string]any  // train: normalized overrides
+	Finetune  map[string]any  // train: stage-2 overrides (merged over Train), nil for one stage
 	ExtraArgs []string        // train: extra enflow train arguments
 	Eval      *EvaluationSpec // evaluations: the (defaulted) evaluation spec
 	Samples   string          // standalone evaluations: the table evaluated (absolute)
@@ -127,19 +128,43 @@ func Expand(spec *Spec, o PlanOptions) (*Plan, error) {
 			return nil, err
 		}
 		tr := mergeTrain(base, over)
+		var ft map[string]any
+		if ex.Finetune != nil {
+			fo, err := normalizeTrain(ex.Finetune)
+			if err != nil {
+				return nil, err
+			}
+			ft = mergeTrain(tr, fo)
+		}
+		exDir := dataDir
+		if ex.DataDir != "" {
+			exDir = ExpandPath(ex.DataDir)
+			if !filepath.IsAbs(exDir) {
+				exDir = filepath.Join(dataDir, exDir)
+			}
+		}
 		extra := append(append([]string{}, spec.ExtraArgs...), ex.ExtraArgs...)
 		for _, model := range ex.Models {
 			for _, n := range ex.NData {
 				for _, seed := range ex.Seeds {
 					u := &Unit{Kind: KindTrain, Dataset: ex.Dataset, Model: model, NData: n, Seed: seed,
-						Train: tr, ExtraArgs: extra, DataDir: dataDir}
+						Train: tr, Finetune: ft, ExtraArgs: extra, DataDir: exDir}
 					u.Norm = map[string]any{
 						"kind": KindTrain, "dataset": ex.Dataset, "model": model, "n_data": n, "seed": seed,
 						"train": tr, "extra_args": extra, "backend": spec.Backend,
 					}
+					// Only when set, so that the identities of other units stay as they were. The
+					// data_dir as written (not expanded): copying the state and data elsewhere
+					// keeps the units; the data's content is hashed anyway.
+					if ex.DataDir != "" {
+						u.Norm["data_dir"] = ex.DataDir
+					}
+					if ft != nil {
+						u.Norm["finetune"] = ft
+					}
 					u.Unsupported = unsupported(o.Caps, ex.Dataset, model)
 					if u.Unsupported == "" {
-						u.Inputs, u.InputErr = splitInputs(dataDir, ex.Dataset)
+						u.Inputs, u.InputErr = splitInputs(exDir, ex.Dataset)
 					}
 					u.identify(u.Inputs, code)
 					u.Group = u.ID
@@ -152,7 +177,7 @@ func Expand(spec *Spec, o PlanOptions) (*Plan, error) {
 							continue
 						}
 						e := &Unit{Kind: ev.Kind, Dataset: ex.Dataset, Model: model, NData: n, Seed: seed,
-							Parent: u, Group: u.ID, Eval: ev, DataDir: dataDir}
+							Parent: u, Group: u.ID, Eval: ev, DataDir: exDir}
 						e.Norm = evalNorm(ev)
 						e.Norm["parent"] = u.Hash
 						e.Norm["backend"] = spec.Backend
@@ -236,6 +261,19 @@ func evalNorm(e *EvaluationSpec) map[string]any {
 		m["n"] = e.N
 	case KindJS:
 		m["n"], m["n_atoms"] = e.N, e.NAtoms
+	case KindESS:
+		m["n"], m["temperature"] = e.N, e.Temperature
+		if e.Bins != 0 {
+			m["bins"] = e.Bins
+		}
+		if e.Energy != "" {
+			m["energy"] = e.Energy
+		}
+	case KindStates:
+		m["n"] = e.N
+		if e.Energy != "" {
+			m["energy"] = e.Energy
+		}
 	}
 	if e.Samples == "" { // model settings only matter when the unit runs a model
 		if e.Trace != "" {

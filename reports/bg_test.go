@@ -1,0 +1,166 @@
+package reports
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/enflow/enflow/pipeline/jobs"
+)
+
+// withSpec sets the unit spec and parent of rows (rowsFor leaves them empty).
+func withSpec(rows []jobs.Row, spec, parent string) []jobs.Row {
+	for i := range rows {
+		rows[i].UnitSpec, rows[i].ParentUnit = spec, parent
+	}
+	return rows
+}
+
+// bgRows are the results of a bg_generalisation-like run: a two-stage RealNVP and a two-stage
+// E-NF on DW4 MCMC data with nll (train, test), ess, states and energy evaluations, the data's
+// states, and an ordinary Table 1 E-NF unit with the same dataset, model, n_data and seed.
+func bgRows() []jobs.Row {
+	ft := `{"backend":"","data_dir":"dw4_mcmc","dataset":"dw4","finetune":{"epochs":2,"lambda":"1.0:0.5","objective":"ml+kl"},"kind":"train","model":"%s","n_data":1000,"seed":1,"train":{"epochs":3}}`
+	curve := jobs.Curve{Epoch: []int64{0, 1}, TrainNLL: []*float64{f64(9), f64(8)}, ValNLL: []*float64{f64(9.5), f64(8.5)}}
+	stages := []jobs.StageInfo{{Stage: 1, Run: "run", Objective: "ml", Epochs: 3}, {Stage: 2, Run: "finetune", Objective: "ml+kl", Lambda: "1.0:0.5", Epochs: 2}}
+	var rows []jobs.Row
+	add := func(unit, model string, dims, stage1Train, stage1Test, trainNLL, testNLL, ess float64) {
+		rows = append(rows, withSpec(rowsFor(unit, "train", "dw4", model, "", 1000, 1, t0,
+			map[string]float64{"test_nll": testNLL + 0.5, "last_train_nll": trainNLL + 1, "stage1_test_nll": stage1Test,
+				"stage1_last_train_nll": stage1Train, "nll_dims": dims, "stages": 2},
+			map[string]any{"curve": curve, "stage1_curve": curve, "stages": stages}), strings.ReplaceAll(ft, "%s", model), "")...)
+		rows = append(rows, withSpec(rowsFor(unit[:15]+"a", "nll", "dw4", model, "", 1000, 1, t0,
+			map[string]float64{"nll": trainNLL}, nil), `{"kind":"nll","split":"train","seed":1,"batch":100}`, unit)...)
+		rows = append(rows, withSpec(rowsFor(unit[:15]+"b", "nll", "dw4", model, "", 1000, 1, t0,
+			map[string]float64{"nll": testNLL}, nil), `{"kind":"nll","split":"test","seed":1,"batch":100}`, unit)...)
+		rows = append(rows, withSpec(rowsFor(unit[:15]+"c", "ess", "dw4", model, "", 1000, 1, t0,
+			map[string]float64{"ess": ess * 1000, "ess_fraction": ess, "n_samples": 1000, "mean_u_samples": -10, "mean_u_reweighted": -12},
+			map[string]any{"ess_detail": map[string]any{"temperature": 1, "u_histogram": map[string]any{"lo": -14, "hi": -6,
+				"mass_samples": []float64{0.1, 0.4, 0.3, 0.2}, "mass_reweighted": []float64{0.3, 0.4, 0.2, 0.1}}}}), `{"kind":"ess","n":1000}`, unit)...)
+		rows = append(rows, withSpec(rowsFor(unit[:15]+"d", "states", "dw4", model, "", 1000, 1, t0,
+			map[string]float64{"metastable_states": 2, "n_states": 3, "converged": 499, "n_samples": 500},
+			map[string]any{"states_detail": jobs.StatesDetail{N: 500, Converged: 499, States: []jobs.State{
+				{ID: 0, Energy: -12.9, Count: 200, IsMinimum: true}, {ID: 1, Energy: -13.1, Count: 290, IsMinimum: true},
+				{ID: 2, Energy: -8, Count: 9}}}}), `{"kind":"states","n":500}`, unit)...)
+		hist := jobs.EnergyHistogram{Lo: -14, Hi: -6, Bins: 4, Samples: []int64{1, 5, 3, 1}, Data: []int64{2, 6, 2, 0}}
+		rows = append(rows, withSpec(rowsFor(unit[:15]+"e", "energy", "dw4", model, "", 1000, 1, t0,
+			map[string]float64{"mean_energy": -11}, map[string]any{"energy_hist": hist}), `{"kind":"energy","n":1000}`, unit)...)
+	}
+	add("1000000000000000", "realnvp", 8, -10.5, 300.25, -11.5, 350.5, 0.01)
+	add("2000000000000000", "enf", 6, 6.25, 7.5, 5.5, 6.75, 0.4)
+	rows = append(rows, withSpec(rowsFor("3000000000000000", "states", "dw4", "", "data", 0, 1, t0,
+		map[string]float64{"metastable_states": 1, "n_states": 1, "converged": 200, "n_samples": 200},
+		map[string]any{"states_detail": jobs.StatesDetail{N: 200, States: []jobs.State{{Energy: -13.1, Count: 200, IsMinimum: true}}}}),
+		`{"kind":"states","n":200,"dataset":"dw4","label":"data"}`, "")...)
+	// Table 1's E-NF at n = 1000 (recorded before the BG units: it must still fill Table 1).
+	rows = append(rows, withSpec(rowsFor("4000000000000000", "train", "dw4", "enf", "", 1000, 1, t0.Add(-1e9),
+		map[string]float64{"test_nll": 8.25}, map[string]any{"curve": curve}), `{"kind":"train","train":{}}`, "")...)
+	return rows
+}
+
+func TestBoltzmannSection(t *testing.T) {
+	if r := Build(sampleRows(), Options{Now: t0}); r.BG != nil {
+		t.Errorf("a report without Boltzmann-generator results has the section")
+	}
+	r := Build(bgRows(), Options{Now: t0})
+	if r.BG == nil {
+		t.Fatal("no Boltzmann-generator section")
+	}
+	if got := findRow(t, r.Tables[0], "enf").Cells[1]; got.Ours != "8.25" {
+		t.Errorf("Table 1 E-NF DW4 10³ = %q, want the ordinary unit's 8.25 (not a BG unit's)", got.Ours)
+	}
+	if len(r.Curves) != 1 {
+		t.Errorf("%d general training-curve figures, want 1 (BG curves go to their section)", len(r.Curves))
+	}
+	g := r.BG.Generalisation
+	cells := map[string][]string{}
+	for _, row := range g.Rows {
+		cells[row.Cells[0]+"/"+row.Cells[2]] = row.Cells
+	}
+	tests := []struct {
+		key  string
+		col  int
+		want string
+	}{
+		{"RealNVP (nBG)/1: ML", 4, "-10.50 †"},
+		{"RealNVP (nBG)/1: ML", 5, "300.25"},
+		{"RealNVP (nBG)/2: ML+KL (λ 1.0:0.5)", 3, "8"},
+		{"RealNVP (nBG)/2: ML+KL (λ 1.0:0.5)", 4, "-11.50"},
+		{"RealNVP (nBG)/2: ML+KL (λ 1.0:0.5)", 5, "350.50"},
+		{"RealNVP (nBG)/2: ML+KL (λ 1.0:0.5)", 6, "362.00"},
+		{"RealNVP (nBG)/2: ML+KL (λ 1.0:0.5)", 9, "1.0% (10.0 of 1000)"},
+		{"E-NF/2: ML+KL (λ 1.0:0.5)", 3, "6"},
+		{"E-NF/2: ML+KL (λ 1.0:0.5)", 6, "1.25"},
+		{"E-NF/2: ML+KL (λ 1.0:0.5)", 7, "-0.01"}, // 5.5 − 3·ln 2π
+		{"E-NF/2: ML+KL (λ 1.0:0.5)", 1, "DW4 dw4_mcmc · n=1000"},
+		{"nBG (Köhler et al.)/source", 4, "-12.64"},
+		{"nBG (Köhler et al.)/source", 5, "372.69"},
+		{"eqBG (Köhler et al.)/source", 6, "0.81"},
+	}
+	for _, tc := range tests {
+		row, ok := cells[tc.key]
+		if !ok {
+			t.Errorf("generalisation table: no row %q (rows %v)", tc.key, cells)
+			continue
+		}
+		if row[tc.col] != tc.want {
+			t.Errorf("%s column %s = %q, want %q", tc.key, g.Columns[tc.col], row[tc.col], tc.want)
+		}
+	}
+	if !strings.Contains(g.Note, "N·D") || !strings.Contains(g.Note, "(N−1)·D") {
+		t.Errorf("the note does not explain the NLL dimensions: %s", g.Note)
+	}
+	if r.BG.States == nil || len(r.BG.States.Rows) != 3 {
+		t.Fatalf("states table %+v", r.BG.States)
+	}
+	st := r.BG.States.Rows[0].Cells
+	if st[5] != "2" || st[6] != "3" || st[4] != "499" || st[7] != "-13.10 (290), -12.90 (200)" {
+		t.Errorf("states row %q", st)
+	}
+	if d := r.BG.States.Rows[2].Cells; d[0] != "data" || d[5] != "1" {
+		t.Errorf("data states row %q", d)
+	}
+	if len(r.BG.Curves) != 2 || len(r.BG.Energy) != 2 || len(r.BG.ESS) != 2 || len(r.Energy) != 0 {
+		t.Errorf("figures: %d BG curves, %d BG energy, %d ESS, %d general energy; want 2, 2, 2, 0",
+			len(r.BG.Curves), len(r.BG.Energy), len(r.BG.ESS), len(r.Energy))
+	}
+	for _, u := range r.UnitRows {
+		if u.Kind == "ess" && u.Main == "" || u.Kind == "states" && u.Main == "" {
+			t.Errorf("units table: no result for %s unit %s", u.Kind, u.Unit)
+		}
+	}
+
+	state := writeResults(t, bgRows())
+	out := t.TempDir()
+	htmlPath, mdPath := filepath.Join(out, "r.html"), filepath.Join(out, "r.md")
+	if _, err := Generate([]string{state}, htmlPath, mdPath, Options{Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(mdPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"## Boltzmann generators",
+		"### Boltzmann generators — generalisation",
+		"| Model | Data | Stage | NLL dims | Train NLL | Test NLL | Gap |",
+		"| RealNVP (nBG) | DW4 dw4_mcmc · n=1000 | 2: ML+KL (λ 1.0:0.5) | 8 | -11.50 | 350.50 | 362.00 |",
+		"| nBG (Köhler et al.) | DW4 (MCMC, cut in time) | source | – | -12.64 | 372.69 |",
+		"### Boltzmann generators — metastable states",
+	} {
+		if !bytes.Contains(md, []byte(want)) {
+			t.Errorf("Markdown lacks %q", want)
+		}
+	}
+	page, err := os.ReadFile(htmlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`id="boltzmann-generators"`, `id="bg-generalisation-table"`, `id="bg-states-table"`, "reweighted"} {
+		if !bytes.Contains(page, []byte(want)) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+}
