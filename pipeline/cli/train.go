@@ -36,7 +36,7 @@ type trainFlags struct {
 	lr, wd, clipGrad, reg               float64
 	clipAdaptive                        bool
 	jsSamples, stabilitySamples         int
-	initFrom                            string
+	initFrom, initWhich                 string
 	seed                                uint64
 	model, dtype                        string
 	hidden, layers                      int
@@ -72,6 +72,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&f.jsSamples, "js-samples", 0, "samples `N` drawn at each evaluation for the relative-distance JS divergence (qm9-positional; default 1000; <0 off)")
 	fs.IntVar(&f.stabilitySamples, "stability-samples", 0, "molecules `N` sampled at each evaluation for atom/molecule stability (qm9, molecules; default 100, the reference 1000; <0 off)")
 	fs.StringVar(&f.initFrom, "init-from", "", "start from the weights of this model `directory` (enflow import-torch output or an enflow qm9/molecules run): fine-tuning")
+	fs.StringVar(&f.initWhich, "init-which", "", "`checkpoint` of --init-from: best (default when present) or last (the end of that run)")
 	fs.Uint64Var(&f.seed, "seed", 1, "random `seed` (model initialisation, data order, Hutchinson noise)")
 	fs.StringVar(&f.model, "model", "enf", "model `kind`: enf, simple, kernel, gnf, gnf-att, gnf-att-aug, realnvp (non-equivariant RealNVP, the nBG; --layers/--hidden set its couplings/width when given), or gaussian (a tiny stand-in for smoke tests)")
 	fs.StringVar(&f.dtype, "dtype", "float32", "model `dtype`: float32 or float64")
@@ -134,6 +135,12 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	sys, err := particles.SystemByName(f.dataset)
 	if err != nil {
 		return fmt.Errorf("%w: --dataset: %v", ErrUsage, err)
+	}
+	if w := f.initWhich; w != "" && w != "best" && w != "last" {
+		return fmt.Errorf("%w: --init-which %q: want best or last", ErrUsage, w)
+	}
+	if f.initWhich != "" && f.initFrom == "" {
+		return fmt.Errorf("%w: --init-which needs --init-from", ErrUsage)
 	}
 	if set["temperature"] && !(f.temperature > 0) { // 0 means "the default" inside EnergyOptions
 		return fmt.Errorf("%w: --temperature: temperature must be finite and > 0, got %v", ErrUsage, f.temperature)
@@ -273,7 +280,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 		Schedule: sched, EvalBatch: f.evalBatch, LearningRate: f.lr, WeightDecay: f.wd, Seed: f.seed,
 		ValTrace: f.valTrace, TestTrace: f.testTrace, MaxStepsEpoch: f.maxSteps, Keep: f.keep, ClipGrad: f.clipGrad,
 		Resume: f.resume, Logger: logger, ClipAdaptive: info.ClipAdaptive, ClipQueueInit: info.ClipQueueInit,
-		InitFrom: f.initFrom, Energy: energyOpts,
+		InitFrom: f.initFrom, InitWhich: f.initWhich, Energy: energyOpts,
 	}
 	if info.JSSamples > 0 {
 		opts.JS = &train.JSEval{N: info.JSSamples, Batch: min(f.evalBatch, info.JSSamples)}

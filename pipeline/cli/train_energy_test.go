@@ -56,6 +56,8 @@ func TestTrainEnergyFlagErrors(t *testing.T) {
 		{"lambda three parts", []string{"--objective", "ml+kl", "--lambda", "1:0.5:0"}, "want λ or λstart:λend"},
 		{"unknown objective", []string{"--objective", "elbo"}, "--objective"},
 		{"negative kl samples", []string{"--objective", "kl", "--kl-samples", "-1"}, "--kl-samples must be ≥ 0"},
+		{"unknown init checkpoint", []string{"--init-from", data, "--init-which", "worst"}, `--init-which "worst": want best or last`},
+		{"init-which alone", []string{"--init-which", "last"}, "--init-which needs --init-from"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,13 +79,22 @@ func TestTrainEnergyFlagErrors(t *testing.T) {
 func TestTrainKLSampleESSCLI(t *testing.T) {
 	data := writeBGDataDir(t, map[string]int{"train": 40, "val": 20, "test": 20})
 	dir := t.TempDir()
+	// ML pre-training, then ML+KL fine-tuning from its last checkpoint (the protocol of the
+	// generalisation experiment).
+	pre := filepath.Join(dir, "pre")
+	code, _, stderr := runCLIForMetrics(t, "train", "--dataset", "dw4", "--data", data, "--n-data", "40",
+		"--model", "realnvp", "--layers", "2", "--hidden", "8", "--epochs", "2", "--batch", "20", "--test-every", "1",
+		"--no-progress", "--out", pre, "--backend", "go")
+	if code != 0 {
+		t.Fatalf("ML train exit %d: %s", code, stderr)
+	}
 	run := filepath.Join(dir, "run")
 	code, stdout, stderr := runCLIForMetrics(t, "train", "--dataset", "dw4", "--data", data, "--n-data", "40",
-		"--model", "realnvp", "--layers", "2", "--hidden", "8", "--epochs", "2", "--batch", "20", "--test-every", "1",
+		"--init-from", pre, "--init-which", "last", "--epochs", "2", "--batch", "20", "--test-every", "1",
 		"--objective", "ml+kl", "--lambda", "1.0:0.5", "--kl-samples", "16", "--temperature", "1.5",
 		"--no-progress", "--json", "--out", run, "--backend", "go")
 	if code != 0 {
-		t.Fatalf("train exit %d: %s", code, stderr)
+		t.Fatalf("ML+KL train exit %d: %s", code, stderr)
 	}
 	var res struct {
 		Objective string   `json:"objective"`

@@ -70,6 +70,9 @@ type Options struct {
 	// (Result.InitValNLL/InitTestNLL) and skips data-dependent initialisation. Ignored when
 	// resuming.
 	InitFrom string
+	// InitWhich picks InitFrom's checkpoint: "best" (default when present) or "last" (the
+	// end of the source run, e.g. ML pre-training without early stopping before ML+KL).
+	InitWhich string
 	// Energy selects the objective (ML on data, reverse KL to a Boltzmann density, or both) and
 	// its target (objective.go). The zero value is ML. A resumed run keeps the objective stored
 	// in its checkpoint unless Energy.Objective is given.
@@ -264,7 +267,7 @@ func (t *trainer) setup() error {
 	}
 	fresh := !found
 	if fresh && o.InitFrom != "" {
-		if err := t.initFrom(o.InitFrom); err != nil {
+		if err := t.initFrom(o.InitFrom, o.InitWhich); err != nil {
 			return err
 		}
 	}
@@ -731,8 +734,8 @@ func (t *trainer) firstBatch() ([]int, uint64, error) {
 // initFrom copies the trainable variables of the model in dir into the fresh context (before
 // the models are built, which then bind them). The source must be the same kind and
 // architecture as the run's spec.
-func (t *trainer) initFrom(dir string) error {
-	lm, err := LoadCheckpointAs(dir, "", t.spec.DType)
+func (t *trainer) initFrom(dir, which string) error {
+	lm, err := LoadCheckpointAs(dir, which, t.spec.DType)
 	if err != nil {
 		return fmt.Errorf("train: --init-from: %w", err)
 	}
