@@ -64,6 +64,9 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	if md != "" {
 		sum["markdown"] = md
 	}
+	if r.BG != nil {
+		sum["boltzmann_generator_rows"] = len(r.BG.Generalisation.Rows)
+	}
 	return Summary(env, asJSON, sum)
 }
 

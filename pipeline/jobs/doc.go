@@ -25,7 +25,9 @@
 //	                                          #   js-samples (int); lr, wd, rtol, atol, reg,
 //	                                          #   clip-grad (float); clip-adaptive (bool); dtype,
 //	                                          #   solver, trace, noise, grad, val-trace,
-//	                                          #   test-trace (string).
+//	                                          #   test-trace (string); Boltzmann generators:
+//	                                          #   objective (ml | kl | ml+kl), lambda ("1.0:0.5"
+//	                                          #   or 0.5), energy, temperature, kl-samples.
 //	                                          #   Omitted: enflow train's defaults, i.e. the
 //	                                          #   paper's schedule for n_data (REFERENCE §1.4).
 //	[[experiment]]                            # one or more
@@ -34,11 +36,16 @@
 //	models  = ["enf", "kernel"]               # enflow train --model values
 //	n_data  = [100, 1000]
 //	seeds   = [1, 2]                          # default [1]
+//	data_dir = "dw4_mcmc"                     # optional: this experiment's data (relative: below
+//	                                          #   the spec's data_dir / --data); in the identity
+//	finetune = { objective = "ml+kl", lambda = "1.0:0.5", epochs = 20 }
+//	                                          # optional: a second training stage per unit, from
+//	                                          #   the first stage's weights (see Two-stage units)
 //	[experiment.train]                        # overrides for this experiment (win over [train])
 //	extra_args = []
 //
 //	[[evaluation]]                            # attached: runs on every training unit it applies to
-//	kind     = "energy"                       # nll | energy | stability | js
+//	kind     = "energy"                       # nll | energy | stability | js | ess | states
 //	datasets = ["dw4"]                        # optional filters
 //	models   = ["enf"]
 //	n        = 1000                           # samples drawn (energy, stability, js; default 1000)
@@ -48,6 +55,8 @@
 //	trace    = "exact"                        # nll: trace estimator override
 //	solver, rtol, atol, steps, batch          # nll and sampling: model overrides
 //	n_atoms  = 19                             # js: molecule size
+//	temperature = 1.0                         # ess: target T (default 1)
+//	energy   = "dw4"                          # ess, states: target energy (default the dataset's)
 //
 //	[[evaluation]]                            # standalone: evaluates a given table
 //	kind    = "stability"
@@ -59,7 +68,22 @@
 // already records the protocol's test NLL at the best validation epoch); energy samples with
 // enflow sample and compares sample energies with the test split (DW4, LJ13); stability
 // (QM9) and js (QM9, QM9 Positional; JS divergence of relative distances against analyzed_19,
-// REFERENCE §3.2) evaluate molecule tables, sampled or given.
+// REFERENCE §3.2) evaluate molecule tables, sampled or given. ess (DW4, LJ13) samples with
+// enflow sample --log-weights and runs enflow metrics ess (metrics ess, ess_fraction,
+// mean_u_samples, mean_u_reweighted, mean_u_reweighted_stderr, max_log_w, n_samples,
+// n_infinite_u, ess_detail); states (DW4, LJ13; also standalone on a table) minimises the
+// samples with enflow minimize (metastable_states, n_states, converged, converged_fraction,
+// minima, failed, n_samples, lowest_minimum_energy, states_detail with every state's energy).
+//
+// # Two-stage units
+//
+// An experiment with finetune trains each unit in two run directories: STATE/units/<unit>/run
+// (stage 1, the experiment's overrides) and STATE/units/<unit>/finetune (stage 2: enflow train
+// --init-from run with the overrides merged with finetune). Each stage is resumed or recorded
+// on its own, exactly as a one-stage unit; stage 2 starts only when stage 1 is complete.
+// The unit's results carry stage 2's metrics under the usual names, stage 1's prefixed
+// stage1_ (Stage1Prefix), and a stages metric (StageInfo detail). Attached evaluations
+// evaluate stage 2.
 //
 // # Units and identity
 //

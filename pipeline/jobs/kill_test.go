@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,7 +19,16 @@ import (
 	"github.com/enflow/enflow/etl/table"
 )
 
-// buildEnflow builds the enflow binary into a temporary directory.
+// enflowBuild is the enflow binary shared by the tests of one test process (built once; the
+// directory is removed by TestMain).
+var enflowBuild struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// buildEnflow builds the enflow binary (once per test process) and returns its path.
 func buildEnflow(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
@@ -27,16 +38,34 @@ func buildEnflow(t *testing.T) string {
 		}
 		t.Skipf("no go tool on PATH: %v", err)
 	}
-	bin := filepath.Join(t.TempDir(), "enflow")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-ldflags=-s -w", "-o", bin, "github.com/enflow/enflow/pipeline/cmd/enflow")
-	start := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build enflow: %v\n%s", err, out)
+	b := &enflowBuild
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "enflow-jobs-test-"); b.err != nil {
+			return
+		}
+		b.bin = filepath.Join(b.dir, "enflow")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, goBin, "build", "-ldflags=-s -w", "-o", b.bin, "github.com/enflow/enflow/pipeline/cmd/enflow")
+		start := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build enflow: %v\n%s", err, out)
+			return
+		}
+		t.Logf("built enflow in %.1f s", time.Since(start).Seconds())
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	t.Logf("built enflow in %.1f s", time.Since(start).Seconds())
-	return bin
+	return b.bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if enflowBuild.dir != "" {
+		_ = os.RemoveAll(enflowBuild.dir)
+	}
+	os.Exit(code)
 }
 
 // TestMiniSpecKillAndResume runs `enflow jobs run jobs/mini.toml` as a child process, SIGKILLs
