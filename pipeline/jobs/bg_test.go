@@ -163,6 +163,13 @@ func TestFinetuneUnitResumesPerStage(t *testing.T) {
 	if n := fx.count("train"); n != 2 {
 		t.Fatalf("%d train calls in the first run, want 2 (stage 1, stage 2 killed)", n)
 	}
+	st, err := StatusOf(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := st.Units[0]; u.State != StatePartial || !strings.Contains(u.Detail, "stage 2: ") {
+		t.Errorf("status of the killed two-stage unit: %s %q, want partial in stage 2", u.State, u.Detail)
+	}
 	killStage2 = false
 	fx.calls = nil
 	sum, err = Run(context.Background(), o)

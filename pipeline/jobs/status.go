@@ -130,14 +130,26 @@ func partialDetail(u *Unit, dir string) string {
 	if u.Kind == KindTrain {
 		run := filepath.Join(dir, runDirName)
 		complete, resumable := trainState(run)
+		stage := ""
+		if u.Finetune != nil {
+			stage = "stage 1: "
+			if complete {
+				// Stage 1 is done: the unit's progress is stage 2's.
+				run, stage = filepath.Join(dir, finetuneDirName), "stage 2: "
+				complete, resumable = trainState(run)
+				if !complete && !resumable {
+					return "stage 1 complete"
+				}
+			}
+		}
 		switch {
 		case complete:
 			return "training complete, results not recorded yet"
 		case resumable:
 			if n, err := countRows(filepath.Join(run, train.MetricsParquet)); err == nil {
-				return strconv.Itoa(n) + " epoch(s) checkpointed"
+				return stage + strconv.Itoa(n) + " epoch(s) checkpointed"
 			}
-			return "checkpointed"
+			return stage + "checkpointed"
 		}
 		return ""
 	}
