@@ -1,6 +1,11 @@
 package energy
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+)
 
 // Target is the Boltzmann density p(x) ∝ exp(−Energy(x)/Temperature) toward which energy-based
 // (reverse KL) training pulls a flow.
@@ -48,4 +53,28 @@ type KLResult struct {
 	MeanEnergy float64
 	// Reg is the batch mean of the model's regulariser (CNF: ∫₀¹ ‖εᵀ∂f/∂x‖² + ‖f‖² dt), 0 if none.
 	Reg float64
+}
+
+// DefaultCutMax is the energy above which LinLogCut stops growing (its gradient is zero there).
+const DefaultCutMax = 1e9
+
+// LinLogCut returns f with energies above high compressed logarithmically, as bgflow's
+// "linlogcut" does for energy training of systems with hard cores (LJ): u' = u for u ≤ high,
+// high + ln(1 + u − high) above, after clamping u at max (> high). Overlapping particles then
+// give a finite loss with a bounded gradient instead of u ≈ 10¹⁰ or more. It changes the target
+// only where exp(−u/T) is negligible for any sensible high (e.g. 1e3 above the data's energies).
+func LinLogCut(f Func, high, max float64) (Func, error) {
+	switch {
+	case f == nil:
+		return nil, fmt.Errorf("energy: nil energy function")
+	case math.IsNaN(high) || math.IsInf(high, 0):
+		return nil, fmt.Errorf("energy: energy cut must be finite, got %v", high)
+	case !(max > high) || math.IsInf(max, 0):
+		return nil, fmt.Errorf("energy: energy cut maximum %v must be finite and above the cut %v", max, high)
+	}
+	return func(x *Node) *Node {
+		u := MinScalar(f(x), max)
+		over := MaxScalar(AddScalar(u, -high), 0)
+		return Add(MinScalar(u, high), Log1p(over))
+	}, nil
 }

@@ -48,7 +48,7 @@ type trainFlags struct {
 	resume, asJSON, noProgress, verbose bool
 	// Boltzmann-generator objectives (particle datasets).
 	objective, energyName, lambda string
-	temperature                   float64
+	temperature, energyCut        float64
 	klSamples                     int
 }
 
@@ -91,6 +91,8 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 		"energy training) or ml+kl (λ·ML + (1−λ)·KL); a resumed run keeps its own unless given")
 	fs.StringVar(&f.energyName, "energy", "", "target `energy` of kl / ml+kl: dw4, lj13 (each pair once) or lj13-twice (each pair twice; the density of the shipped LJ13 data); default the dataset's")
 	fs.Float64Var(&f.temperature, "temperature", 1, "target `T` of kl / ml+kl")
+	fs.Float64Var(&f.energyCut, "energy-cut", 0, "kl / ml+kl: train on u compressed logarithmically above this `energy` (bgflow's linlogcut; clamped at 1e9), "+
+		"for hard-core energies such as LJ13 (default: no cut)")
 	fs.IntVar(&f.klSamples, "kl-samples", 0, "flow samples `N` per kl step (default: the batch size)")
 	fs.StringVar(&f.lambda, "lambda", "", "ML weight `λ` of ml+kl: a constant (0.5) or start:end linear over the epochs (1.0:0.5, Köhler's kernel-flow script); default 0.5")
 	fs.StringVar(&f.backendSpec, "backend", "", "GoMLX `backend` (default $GOMLX_BACKEND, else SimpleGo)")
@@ -145,7 +147,11 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	if set["temperature"] && !(f.temperature > 0) { // 0 means "the default" inside EnergyOptions
 		return fmt.Errorf("%w: --temperature: temperature must be finite and > 0, got %v", ErrUsage, f.temperature)
 	}
-	if strings.TrimSpace(f.objective) != "" || set["temperature"] || set["energy"] {
+	if set["energy-cut"] {
+		c := f.energyCut
+		energyOpts.EnergyCut = &c
+	}
+	if strings.TrimSpace(f.objective) != "" || set["temperature"] || set["energy"] || set["energy-cut"] {
 		if err := energyOpts.Validate(sys.Name); err != nil {
 			return fmt.Errorf("%w: %v", ErrUsage, err)
 		}

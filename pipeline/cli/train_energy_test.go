@@ -58,6 +58,8 @@ func TestTrainEnergyFlagErrors(t *testing.T) {
 		{"negative kl samples", []string{"--objective", "kl", "--kl-samples", "-1"}, "--kl-samples must be ≥ 0"},
 		{"unknown init checkpoint", []string{"--init-from", data, "--init-which", "worst"}, `--init-which "worst": want best or last`},
 		{"init-which alone", []string{"--init-which", "last"}, "--init-which needs --init-from"},
+		{"energy cut above its maximum", []string{"--objective", "kl", "--energy-cut", "1e12"}, "--energy-cut"},
+		{"energy cut NaN", []string{"--objective", "kl", "--energy-cut", "NaN"}, "energy cut must be finite"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

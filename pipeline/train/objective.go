@@ -108,6 +108,10 @@ type EnergyOptions struct {
 	KLSamples int `json:"kl_samples,omitempty"`
 	// Lambda is the ML weight schedule of ObjectiveMLKL (default 0.5 constant, bgflow's trainer).
 	Lambda *Lambda `json:"lambda,omitempty"`
+	// EnergyCut, when set, trains on energy.LinLogCut(u, *EnergyCut, energy.DefaultCutMax)
+	// instead of u (bgflow's linlogcut): needed for hard-core energies such as LJ13, whose
+	// overlapping flow samples otherwise give losses of 10¹⁰ and more.
+	EnergyCut *float64 `json:"energy_cut,omitempty"`
 }
 
 // resolveEnergy settles the run's objective: a resumed run without an explicit objective keeps
@@ -173,6 +177,12 @@ func (e *EnergyOptions) resolve(system string, batch int) (energy.Target, error)
 	tg, err := sys.Target(e.Temperature).Normalized()
 	if err != nil {
 		return energy.Target{}, fmt.Errorf("train: %w", err)
+	}
+	if e.EnergyCut != nil {
+		if tg.Energy, err = energy.LinLogCut(tg.Energy, *e.EnergyCut, energy.DefaultCutMax); err != nil {
+			return energy.Target{}, fmt.Errorf("train: --energy-cut: %w", err)
+		}
+		tg.Name += fmt.Sprintf("(linlogcut %g)", *e.EnergyCut)
 	}
 	return tg, nil
 }
