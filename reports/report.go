@@ -452,9 +452,9 @@ func Build(rows []jobs.Row, o Options) *Report {
 	r.Tables = []TableView{table1(ix, others), table2(ix, others), table3(ix, others)}
 	r.Curves = curveFigures(ix, others)
 	r.Energy = energyFigures(ix, others)
+	r.BG = bgSection(ix, others)
 	r.Distances = distanceFigures(ix, others)
 	r.Stability = stabilityFigures(ix, others)
-	r.BG = bgSection(ix, others)
 	for _, u := range ix.units {
 		f := u.first
 		row := UnitRow{Unit: f.Unit, Spec: f.SpecName, Kind: f.UnitKind, Dataset: datasetName(f.Dataset),
@@ -667,6 +667,10 @@ func ptrs(xs []*float64) []float64 {
 }
 
 func curveFigures(ix *index, others []string) []Figure {
+	bg := map[string]bool{}
+	for _, b := range bgTrains(ix) {
+		bg[b.u.first.Unit] = true
+	}
 	type group struct {
 		ds    string
 		nData int64
@@ -676,7 +680,7 @@ func curveFigures(ix *index, others []string) []Figure {
 	seeds := map[group]map[string]int{}
 	for _, u := range ix.units {
 		f := u.first
-		if f.UnitKind != jobs.KindTrain || u.variant != "" { // Boltzmann generators: their own section
+		if f.UnitKind != jobs.KindTrain || bg[f.Unit] { // Boltzmann generators: their own section
 			continue
 		}
 		c, ok := detail[jobs.Curve](u, "curve")
@@ -719,7 +723,11 @@ func curveFigures(ix *index, others []string) []Figure {
 }
 
 func energyFigures(ix *index, others []string) []Figure {
-	return energyFiguresOf(ix, others, func(u *unitRec) bool { return u.variant == "" }, nil)
+	bg := map[string]bool{} // Boltzmann-generator training units: their own section
+	for _, b := range bgTrains(ix) {
+		bg[b.u.first.Unit] = true
+	}
+	return energyFiguresOf(ix, others, func(u *unitRec) bool { return u.variant == "" && !bg[u.first.ParentUnit] }, nil)
 }
 
 // energyFiguresOf draws the energy histograms of the energy units keep accepts; suffix, if
