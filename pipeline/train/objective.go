@@ -245,7 +245,7 @@ func (t *trainer) objectiveStep(b *Batch, seed uint64) (stepOut, error) {
 			finalize(mlGrads...)
 			return out, fmt.Errorf("model kind %q cannot be trained by energy (--objective %s)", t.spec.Kind, e.Objective)
 		}
-		res, grads, st, err := em.KLLossAndGrad(e.KLSamples, seed^klSeedMix)
+		res, grads, st, err := em.KLLossAndGrad(e.KLSamples, klSeed(seed, t.rec.state.Consecutive))
 		if err != nil {
 			finalize(mlGrads...)
 			return out, err
@@ -269,6 +269,15 @@ func (t *trainer) objectiveStep(b *Batch, seed uint64) (stepOut, error) {
 		out.loss, out.grads = lam*mlLoss+(1-lam)*out.kl.Loss, g
 	}
 	return out, nil
+}
+
+// klSeed is the seed of a step's KL samples: separate from the ML step's Hutchinson seed, and
+// different after each divergence rollback (retries = the recovery's consecutive-divergence
+// count, checkpointed, reset after a stretch of good steps), so a retried step does not redraw
+// the very samples that blew up. With no divergence (retries 0) the seed is the step's own, so
+// runs without divergences are unchanged and resumes stay exact.
+func klSeed(seed uint64, retries int) uint64 {
+	return seed ^ klSeedMix ^ (uint64(retries) * 0x9e3779b97f4a7c15)
 }
 
 // klSeedMix separates the KL samples' seed from the ML step's Hutchinson seed.

@@ -97,3 +97,17 @@ func TestDensityDimsAndNormaliser(t *testing.T) {
 		}
 	}
 }
+
+func TestKLSeedRetries(t *testing.T) {
+	if got := klSeed(12345, 0); got != 12345^klSeedMix {
+		t.Fatalf("klSeed without retries = %#x, want the step seed mixed only with klSeedMix", got)
+	}
+	seen := map[uint64]int{}
+	for r := 0; r < 6; r++ {
+		s := klSeed(12345, r)
+		if prev, ok := seen[s]; ok {
+			t.Fatalf("retries %d and %d draw the same KL samples (seed %#x)", prev, r, s)
+		}
+		seen[s] = r
+	}
+}
