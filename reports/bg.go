@@ -55,7 +55,7 @@ var KöhlerTable1 = []struct {
 }
 
 // bgTrainKeys are the keys of a training unit's spec that make it a Boltzmann-generator unit.
-var bgTrainKeys = []string{"objective", "lambda", "energy", "temperature", "kl-samples"}
+var bgTrainKeys = []string{"objective", "lambda", "energy", "temperature", "kl-samples", "energy-cut"}
 
 // trainVariant is the variant of a training unit (see unitRec.variant) from its unit spec.
 func trainVariant(unitSpec string) string {

@@ -46,6 +46,7 @@ func TestParseSpecBG(t *testing.T) {
 		name, text, wantErr string
 	}{
 		{"valid", bgSpec, ""},
+		{"energy cut", "[train]\nobjective = \"ml+kl\"\nenergy-cut = 100\n" + exp, ""},
 		{"lambda as a number", "[train]\nobjective = \"ml+kl\"\nlambda = 0.5\n" + exp, ""},
 		{"bad objective", "[train]\nobjective = \"mle\"\n" + exp, "objective"},
 		{"bad lambda", "[train]\nobjective = \"ml+kl\"\nlambda = \"1:x\"\n" + exp, "lambda"},

@@ -27,7 +27,8 @@
 //	                                          #   solver, trace, noise, grad, val-trace,
 //	                                          #   test-trace (string); Boltzmann generators:
 //	                                          #   objective (ml | kl | ml+kl), lambda ("1.0:0.5"
-//	                                          #   or 0.5), energy, temperature, kl-samples.
+//	                                          #   or 0.5), energy, temperature, kl-samples,
+//	                                          #   energy-cut.
 //	                                          #   Omitted: enflow train's defaults, i.e. the
 //	                                          #   paper's schedule for n_data (REFERENCE §1.4).
 //	[[experiment]]                            # one or more

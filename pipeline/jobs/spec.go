@@ -172,6 +172,7 @@ var trainFlags = map[string]flagType{
 	// weight λ (constant or start:end over the epochs), the target energy and temperature, and
 	// the flow samples per KL step.
 	"objective": flagString, "lambda": flagText, "energy": flagString, "temperature": flagFloat, "kl-samples": flagInt,
+	"energy-cut": flagFloat, // linlogcut of u above this energy (kl / ml+kl; checked by enflow train)
 }
 
 // runnerFlags are the train flags the runner sets itself (init-from: by the finetune stage).
