@@ -47,6 +47,9 @@ func TestParseSpecBG(t *testing.T) {
 	}{
 		{"valid", bgSpec, ""},
 		{"energy cut", "[train]\nobjective = \"ml+kl\"\nenergy-cut = 100\n" + exp, ""},
+		{"init-which in finetune", exp + "finetune = { objective = \"ml+kl\", init-which = \"last\" }\n", ""},
+		{"init-which outside finetune", "[train]\ninit-which = \"last\"\n" + exp, "belongs in the finetune"},
+		{"bad init-which", exp + "finetune = { init-which = \"first\" }\n", "want best or last"},
 		{"lambda as a number", "[train]\nobjective = \"ml+kl\"\nlambda = 0.5\n" + exp, ""},
 		{"bad objective", "[train]\nobjective = \"mle\"\n" + exp, "objective"},
 		{"bad lambda", "[train]\nobjective = \"ml+kl\"\nlambda = \"1:x\"\n" + exp, "lambda"},

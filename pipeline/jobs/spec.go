@@ -172,7 +172,8 @@ var trainFlags = map[string]flagType{
 	// weight λ (constant or start:end over the epochs), the target energy and temperature, and
 	// the flow samples per KL step.
 	"objective": flagString, "lambda": flagText, "energy": flagString, "temperature": flagFloat, "kl-samples": flagInt,
-	"energy-cut": flagFloat, // linlogcut of u above this energy (kl / ml+kl; checked by enflow train)
+	"energy-cut": flagFloat,  // linlogcut of u above this energy (kl / ml+kl; checked by enflow train)
+	"init-which": flagString, // finetune only: stage 1's checkpoint stage 2 starts from (best | last)
 }
 
 // runnerFlags are the train flags the runner sets itself (init-from: by the finetune stage).
@@ -326,6 +327,9 @@ func (e *ExperimentSpec) validate(base map[string]any) error {
 	if err := checkEnergyFlags(tr, e.Dataset); err != nil {
 		return fmt.Errorf("training overrides: %w", err)
 	}
+	if _, ok := tr["init-which"]; ok {
+		return fmt.Errorf("init-which belongs in the finetune table (it picks the stage-1 checkpoint stage 2 starts from)")
+	}
 	if e.DataDir != "" && strings.TrimSpace(ExpandPath(e.DataDir)) == "" {
 		return fmt.Errorf("data_dir %q expands to nothing", e.DataDir)
 	}
@@ -339,6 +343,9 @@ func (e *ExperimentSpec) validate(base map[string]any) error {
 		}
 		if err := checkEnergyFlags(mergeTrain(tr, ft), e.Dataset); err != nil {
 			return fmt.Errorf("finetune: %w", err)
+		}
+		if w, ok := ft["init-which"].(string); ok && w != "best" && w != "last" {
+			return fmt.Errorf("finetune: init-which %q: want best or last", w)
 		}
 	}
 	return nil
