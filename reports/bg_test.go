@@ -2,8 +2,6 @@ package reports
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -132,16 +130,7 @@ func TestBoltzmannSection(t *testing.T) {
 		}
 	}
 
-	state := writeResults(t, bgRows())
-	out := t.TempDir()
-	htmlPath, mdPath := filepath.Join(out, "r.html"), filepath.Join(out, "r.md")
-	if _, err := Generate([]string{state}, htmlPath, mdPath, Options{Now: t0}); err != nil {
-		t.Fatal(err)
-	}
-	md, err := os.ReadFile(mdPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	md, page := renderReport(t, bgRows())
 	for _, want := range []string{
 		"## Boltzmann generators",
 		"### Boltzmann generators — generalisation",
@@ -153,10 +142,6 @@ func TestBoltzmannSection(t *testing.T) {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("Markdown lacks %q", want)
 		}
-	}
-	page, err := os.ReadFile(htmlPath)
-	if err != nil {
-		t.Fatal(err)
 	}
 	for _, want := range []string{`id="boltzmann-generators"`, `id="bg-generalisation-table"`, `id="bg-states-table"`, "reweighted"} {
 		if !bytes.Contains(page, []byte(want)) {

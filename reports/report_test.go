@@ -212,8 +212,11 @@ func writeResults(t *testing.T, rows []jobs.Row) string {
 	return dir
 }
 
-func TestMarkdown(t *testing.T) {
-	state := writeResults(t, sampleRows())
+// renderReport renders the report of a results directory holding rows and returns its
+// Markdown and HTML.
+func renderReport(t *testing.T, rows []jobs.Row) (md, page []byte) {
+	t.Helper()
+	state := writeResults(t, rows)
 	out := t.TempDir()
 	htmlPath, mdPath := filepath.Join(out, "r.html"), filepath.Join(out, "r.md")
 	if _, err := Generate([]string{state}, htmlPath, mdPath, Options{Now: t0}); err != nil {
@@ -223,6 +226,14 @@ func TestMarkdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if page, err = os.ReadFile(htmlPath); err != nil {
+		t.Fatal(err)
+	}
+	return md, page
+}
+
+func TestMarkdown(t *testing.T) {
+	md, _ := renderReport(t, sampleRows())
 	for _, want := range []string{
 		"## Table 1 — test NLL",
 		"| Model | DW4 10² | DW4 10³ | DW4 10⁴ | DW4 10⁵ | LJ13 10 | LJ13 10² | LJ13 10³ | LJ13 10⁴ |",
