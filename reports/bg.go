@@ -3,7 +3,8 @@ package reports
 // The Boltzmann-generator section (Köhler, Klein & Noé 2020): the generalisation table (train
 // and test NLL per training stage, their gap and the ESS of the final model), the metastable
 // states found by minimising samples, training curves of both stages, importance-weight and
-// energy histograms. It is built from the units of jobs specs such as jobs/bg_*.toml:
+// energy histograms, the marginal of particle 1 and sampled configurations before and after
+// minimisation (bgpictures.go). It is built from the units of jobs specs such as jobs/bg_*.toml:
 // training units with an energy objective, a finetune stage or their own data_dir, and ess /
 // states evaluations.
 
@@ -25,6 +26,13 @@ type BGSection struct {
 	Curves         []Figure
 	Energy         []Figure // energy histograms of samples vs data
 	ESS            []Figure // energy histograms of samples, raw and importance-reweighted
+	// Marginals are the marginals of particle 1 (centre of mass removed) of the samples vs the
+	// training and test data; Configurations are sampled configurations before and after
+	// minimisation. Both are drawn by Generate from files in the unit directories
+	// (bgpictures.go); Build alone leaves them empty.
+	Marginals      []Figure
+	Configurations []Figure
+	files          []bgFile
 }
 
 // SimpleTable is a plain table (one value per column, no paper/ours pairs).
@@ -207,6 +215,7 @@ func bgSection(ix *index, others []string) *BGSection {
 	s.Energy = energyFiguresOf(ix, others, func(u *unitRec) bool { return bgUnits[u.first.ParentUnit] != nil },
 		func(u *unitRec) string { return " · " + bgUnits[u.first.ParentUnit].finalStage() })
 	s.ESS = essFigures(trains, others)
+	s.files = bgFiles(trains, dataStates, others)
 	return s
 }
 

@@ -2,6 +2,9 @@ package reports
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -147,5 +150,159 @@ func TestBoltzmannSection(t *testing.T) {
 		if !bytes.Contains(page, []byte(want)) {
 			t.Errorf("HTML lacks %q", want)
 		}
+	}
+}
+
+// nameFiles adds the figure-file names of the jobs' current format to the ess and states
+// details of rows (bgRows has the older format without them).
+func nameFiles(t *testing.T, rows []jobs.Row) []jobs.Row {
+	t.Helper()
+	for i := range rows {
+		key := map[string]string{"ess_detail": "marginal", "states_detail": "configurations"}[rows[i].Metric]
+		if key == "" {
+			continue
+		}
+		var d map[string]any
+		if err := json.Unmarshal([]byte(rows[i].Detail), &d); err != nil {
+			t.Fatal(err)
+		}
+		d[key] = map[string]string{"marginal": jobs.MarginalFileName, "configurations": jobs.ConfigurationsFileName}[key]
+		b, _ := json.Marshal(d)
+		rows[i].Detail = string(b)
+	}
+	return rows
+}
+
+func writeUnitJSON(t *testing.T, state, unit, name string, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(state, "units", unit)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bgMarginal is a marginal file of 100 samples (3 outside the range) and two data splits.
+func bgMarginal() jobs.MarginalHistograms {
+	m := jobs.MarginalHistograms{System: "dw4", Particles: 4, Dim: 2, Centring: jobs.MarginalCentring}
+	for _, name := range []string{"x", "y", "r"} {
+		lo := -4.0
+		if name == "r" {
+			lo = 0
+		}
+		m.Coords = append(m.Coords, jobs.MarginalCoordinate{Name: name, Lo: lo, Hi: 4, Bins: 4, Series: []jobs.MarginalSeries{
+			{Name: "samples", Source: "samples.parquet", N: 100, Counts: []int64{10, 40, 30, 17}, Over: 3},
+			{Name: "train", Source: "dw4_train.parquet", N: 50, Counts: []int64{0, 25, 25, 0}},
+			{Name: "test", Source: "dw4_test.parquet", N: 20, Counts: []int64{5, 5, 5, 5}},
+		}})
+	}
+	return m
+}
+
+func f64s(xs ...float64) []float64 { return xs }
+
+// TestBoltzmannFigures: the marginal of particle 1 and the configuration pictures are drawn
+// from the files the evaluations write in their unit directories; units without the files
+// (or whose detail names none) have no such figure, a corrupt file is an error naming it.
+func TestBoltzmannFigures(t *testing.T) {
+	state := writeResults(t, nameFiles(t, bgRows()))
+	// The RealNVP's ess and states units have their files; the E-NF's do not (an older run).
+	writeUnitJSON(t, state, "100000000000000c", jobs.MarginalFileName, bgMarginal())
+	square := f64s(2, 2, -2, 2, -2, -2, 2, -2)
+	cfg := jobs.StateConfigurations{System: "dw4", Energy: "dw4", Particles: 4, Dim: 2, Selection: "the first",
+		Training: &jobs.ConfigPair{Source: "dw4_train.parquet", Before: f64s(1, 2, 3, 4, 5, 6, 7, 8), EnergyBefore: f64(-3.5),
+			After: square, EnergyAfter: f64(-25.792), StateID: -1, IsMinimum: true},
+		Samples: []jobs.ConfigPair{
+			{Row: 0, Before: square, EnergyBefore: f64(-20.5), After: square, EnergyAfter: f64(-25.312), StateID: 1, IsMinimum: true},
+			{Row: 1, Before: f64s(0, 0, 1, 0, 0, 1, 9, 9), EnergyBefore: f64(123456), After: square, EnergyAfter: f64(-24.352), StateID: 2},
+			{Row: 2, Before: square, EnergyBefore: nil, StateID: -1}, // not minimised
+		}}
+	writeUnitJSON(t, state, "100000000000000d", jobs.ConfigurationsFileName, cfg)
+	data := jobs.StateConfigurations{System: "dw4", Energy: "dw4", Particles: 4, Dim: 2, Samples: cfg.Samples[:1]}
+	writeUnitJSON(t, state, "3000000000000000", jobs.ConfigurationsFileName, data)
+
+	r, _, page := renderState(t, state)
+	if len(r.BG.Marginals) != 3 {
+		t.Fatalf("%d marginal figures, want 3 (x, y, r of the RealNVP unit)", len(r.BG.Marginals))
+	}
+	for i, name := range []string{"x", "y", "r"} {
+		f := r.BG.Marginals[i]
+		svg := string(f.SVG)
+		if !strings.Contains(f.Caption, "RealNVP (nBG) · DW4 dw4_mcmc · n=1000 · 2: ML+KL (λ 1.0:0.5) — "+name) ||
+			!strings.Contains(f.Caption, "100 flow samples") || !strings.Contains(f.Caption, "centre of mass removed") {
+			t.Errorf("marginal %s caption %q", name, f.Caption)
+		}
+		// Three step lines of 4 bins (8 points each) and their legend.
+		if n := strings.Count(svg, "<polyline"); n != 3 {
+			t.Errorf("marginal %s: %d lines, want 3", name, n)
+		}
+		for _, want := range []string{"flow samples", "training data", "test data", "outside the range: flow samples 3 of 100"} {
+			if !strings.Contains(svg, want) {
+				t.Errorf("marginal %s lacks %q", name, want)
+			}
+		}
+	}
+	if !strings.Contains(string(r.BG.Marginals[2].SVG), "‖x₁ − x̄‖") {
+		t.Errorf("the radial marginal's axis is not ‖x₁ − x̄‖")
+	}
+	if len(r.BG.Configurations) != 2 {
+		t.Fatalf("%d configuration figures, want 2 (RealNVP states, data states)", len(r.BG.Configurations))
+	}
+	svg := string(r.BG.Configurations[0].SVG)
+	// Training + 3 samples before (4 pictures) and 3 minima (one sample was not minimised): 7 × 4 particles.
+	if n := strings.Count(svg, "<circle"); n != 28 {
+		t.Errorf("%d particle circles, want 28 (one per particle of 7 pictures)", n)
+	}
+	for _, want := range []string{"training data", "sample 3", "sampled", "minimised", "u = -3.50", "u = -25.79 · minimum",
+		"u = -25.31 · state 1", "u = -24.35 · state 2 (saddle)", "u = 1.23e+05", "not minimised", "u = –"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("configurations figure lacks %q", want)
+		}
+	}
+	if d := string(r.BG.Configurations[1].SVG); strings.Count(d, "<circle") != 8 || strings.Contains(d, "training data") {
+		t.Errorf("data configurations: %d circles, want 8, and no training column", strings.Count(d, "<circle"))
+	}
+	for _, want := range []string{`id="bg-marginals"`, `id="bg-configurations"`, "Figure 1 f–h"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+
+	// Older results (details without file names): no such figures, even with files present.
+	old := writeResults(t, bgRows())
+	writeUnitJSON(t, old, "100000000000000c", jobs.MarginalFileName, bgMarginal())
+	r, _, page = renderState(t, old)
+	if len(r.BG.Marginals) != 0 || len(r.BG.Configurations) != 0 || strings.Contains(string(page), `id="bg-marginals"`) {
+		t.Errorf("old results: %d marginal and %d configuration figures, want none", len(r.BG.Marginals), len(r.BG.Configurations))
+	}
+
+	// A corrupt file is an error that names it.
+	if err := os.WriteFile(filepath.Join(state, "units", "100000000000000c", jobs.MarginalFileName), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Generate([]string{state}, filepath.Join(t.TempDir(), "r.html"), "", Options{Now: t0})
+	if err == nil || !strings.Contains(err.Error(), jobs.MarginalFileName) {
+		t.Errorf("corrupt marginal file: error %v, want one naming %s", err, jobs.MarginalFileName)
+	}
+}
+
+func TestBGParticleGrid3D(t *testing.T) {
+	c := jobs.StateConfigurations{System: "lj13", Energy: "lj13-twice", Particles: 3, Dim: 3,
+		Samples: []jobs.ConfigPair{{Before: f64s(0, 0, 5, 1, 0, 5, 0, 1, 5), EnergyBefore: f64(-1), StateID: -1}}}
+	f, err := configurationFigure(&c, bgFile{title: "LJ13"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(f.SVG), "<circle") != 3 || !strings.Contains(f.Caption, "projected on the first two of the 3 coordinates") {
+		t.Errorf("3-D configuration: caption %q, %d circles", f.Caption, strings.Count(string(f.SVG), "<circle"))
+	}
+	if _, err := configurationFigure(&jobs.StateConfigurations{Dim: 3, Samples: []jobs.ConfigPair{{Before: f64s(1, 2)}}}, bgFile{}); err == nil {
+		t.Error("no error for positions that are not 3-D configurations")
 	}
 }

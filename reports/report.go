@@ -946,6 +946,11 @@ func Generate(srcs []string, htmlOut, mdOut string, o Options) (*Report, error) 
 		return nil, err
 	}
 	r.Molecules = grids
+	if r.BG != nil {
+		if err := r.BG.loadFiles(srcs); err != nil {
+			return nil, err
+		}
+	}
 	var buf bytes.Buffer
 	if err := WriteHTML(&buf, r); err != nil {
 		return nil, err

@@ -216,20 +216,28 @@ func writeResults(t *testing.T, rows []jobs.Row) string {
 // Markdown and HTML.
 func renderReport(t *testing.T, rows []jobs.Row) (md, page []byte) {
 	t.Helper()
-	state := writeResults(t, rows)
+	_, md, page = renderState(t, writeResults(t, rows))
+	return md, page
+}
+
+// renderState renders the report of a state directory and returns it with its Markdown and
+// HTML.
+func renderState(t *testing.T, state string) (r *Report, md, page []byte) {
+	t.Helper()
 	out := t.TempDir()
 	htmlPath, mdPath := filepath.Join(out, "r.html"), filepath.Join(out, "r.md")
-	if _, err := Generate([]string{state}, htmlPath, mdPath, Options{Now: t0}); err != nil {
+	r, err := Generate([]string{state}, htmlPath, mdPath, Options{Now: t0})
+	if err != nil {
 		t.Fatal(err)
 	}
-	md, err := os.ReadFile(mdPath)
+	md, err = os.ReadFile(mdPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if page, err = os.ReadFile(htmlPath); err != nil {
 		t.Fatal(err)
 	}
-	return md, page
+	return r, md, page
 }
 
 func TestMarkdown(t *testing.T) {

@@ -5,12 +5,14 @@ import (
 	"html"
 	"html/template"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 )
 
-// Hand-written SVG charts (no dependencies): line/step charts and grouped bar charts, sized in
-// pixels, with "nice" axis ticks. Text is escaped; the result is safe to inline in HTML.
+// Hand-written SVG charts (no dependencies): line/step charts, grouped bar charts and grids of
+// particle pictures, sized in pixels, with "nice" axis ticks. Text is escaped; the result is
+// safe to inline in HTML.
 
 // Series is one line of a Chart. NaN values in Y break the line.
 type Series struct {
@@ -350,4 +352,127 @@ func colorOr(c string) string {
 		return "#333"
 	}
 	return c
+}
+
+// ParticlePicture is one configuration of a ParticleGrid: particle positions in the picture's
+// plane (any origin; the grid centres each picture on its mean) and a label drawn under it.
+// No positions draws the label alone (e.g. a failed minimisation).
+type ParticlePicture struct {
+	X, Y  []float64
+	Label string
+}
+
+// ParticleGrid is a grid of small particle pictures (rows × columns, e.g. configurations
+// before and after minimisation), all on one length scale: one circle per particle, the
+// particle Highlight (0-based; −1 for none) drawn in dark grey, the others in Color.
+type ParticleGrid struct {
+	Title     string
+	Note      string
+	Columns   []string // column headers (may be shorter than a row)
+	Rows      []string // row headers
+	Cells     [][]ParticlePicture
+	Cell      int // cell size in pixels (default 120)
+	Color     string
+	Highlight int
+}
+
+// SVG renders the grid.
+func (g *ParticleGrid) SVG() template.HTML {
+	cell := float64(g.Cell)
+	if cell <= 0 {
+		cell = 120
+	}
+	cols := 0
+	for _, r := range g.Cells {
+		cols = max(cols, len(r))
+	}
+	const left, top, labelH = 70.0, 50.0, 16.0
+	w := left + float64(max(cols, 1))*cell + 8
+	w = math.Max(w, 16+7.5*float64(max(len([]rune(g.Title)), len([]rune(g.Note))*6/7))) // room for the title
+	h := top + float64(len(g.Cells))*(cell+labelH) + 6
+	// One scale for all pictures: the largest distance of a particle from its picture's
+	// centre, and a radius from the median nearest-neighbour distance.
+	extent, nn := 0.0, []float64{}
+	centred := make([][]ParticlePicture, len(g.Cells))
+	for i, row := range g.Cells {
+		for _, p := range row {
+			n := min(len(p.X), len(p.Y))
+			c := ParticlePicture{Label: p.Label, X: make([]float64, n), Y: make([]float64, n)}
+			mx, my := 0.0, 0.0
+			for k := range n {
+				mx, my = mx+p.X[k], my+p.Y[k]
+			}
+			if n > 0 {
+				mx, my = mx/float64(n), my/float64(n)
+			}
+			for k := range n {
+				c.X[k], c.Y[k] = p.X[k]-mx, p.Y[k]-my
+				extent = math.Max(extent, math.Hypot(c.X[k], c.Y[k]))
+			}
+			for a := range n {
+				best := math.Inf(1)
+				for b := range n {
+					if a != b {
+						best = math.Min(best, math.Hypot(c.X[a]-c.X[b], c.Y[a]-c.Y[b]))
+					}
+				}
+				if !math.IsInf(best, 1) {
+					nn = append(nn, best)
+				}
+			}
+			centred[i] = append(centred[i], c)
+		}
+	}
+	if !(extent > 0) || math.IsInf(extent, 0) {
+		extent = 1
+	}
+	radius := 0.15 * extent
+	if len(nn) > 0 {
+		sort.Float64s(nn)
+		if m := nn[len(nn)/2]; m > 0 {
+			radius = math.Min(radius, 0.3*m)
+		}
+	}
+	scale := (cell/2 - 10) / (extent + radius)
+	rpx := math.Max(2.5, math.Min(9, radius*scale))
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart particles" width="%g" height="%g" viewBox="0 0 %g %g" role="img">`, w, h, w, h)
+	fmt.Fprintf(&b, `<title>%s</title><rect width="100%%" height="100%%" fill="#fff"/>`, esc(g.Title))
+	fmt.Fprintf(&b, `<text x="8" y="16" font-size="13" font-weight="600" fill="#222">%s</text>`, esc(g.Title))
+	if g.Note != "" {
+		fmt.Fprintf(&b, `<text x="8" y="29" font-size="10" fill="#666">%s</text>`, esc(g.Note))
+	}
+	for j, name := range g.Columns {
+		fmt.Fprintf(&b, `<text x="%s" y="%s" font-size="11" text-anchor="middle" fill="#222">%s</text>`,
+			fmtNum(left+(float64(j)+0.5)*cell), fmtNum(top-6), esc(name))
+	}
+	color := colorOr(g.Color)
+	for i, row := range centred {
+		y0 := top + float64(i)*(cell+labelH)
+		if i < len(g.Rows) {
+			fmt.Fprintf(&b, `<text x="8" y="%s" font-size="11" fill="#222">%s</text>`, fmtNum(y0+cell/2+4), esc(g.Rows[i]))
+		}
+		for j, p := range row {
+			x0 := left + float64(j)*cell
+			cx, cy := x0+cell/2, y0+cell/2
+			fmt.Fprintf(&b, `<rect x="%s" y="%s" width="%s" height="%s" fill="none" stroke="#ddd"/>`,
+				fmtNum(x0+2), fmtNum(y0+2), fmtNum(cell-4), fmtNum(cell-4))
+			if len(p.X) == 0 {
+				fmt.Fprintf(&b, `<text x="%s" y="%s" font-size="10" text-anchor="middle" fill="#888">no configuration</text>`, fmtNum(cx), fmtNum(cy))
+			}
+			for k := range p.X {
+				fill := color
+				if k == g.Highlight {
+					fill = "#222"
+				}
+				// y up, as in a plot.
+				fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="%s" fill="%s" fill-opacity="0.85" stroke="#fff"><title>particle %d</title></circle>`,
+					fmtNum(cx+p.X[k]*scale), fmtNum(cy-p.Y[k]*scale), fmtNum(rpx), fill, k+1)
+			}
+			fmt.Fprintf(&b, `<text x="%s" y="%s" font-size="10" text-anchor="middle" fill="#222">%s</text>`,
+				fmtNum(cx), fmtNum(y0+cell+labelH-5), esc(p.Label))
+		}
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
 }

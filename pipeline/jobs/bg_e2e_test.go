@@ -135,11 +135,44 @@ func TestBGMiniSpecEndToEnd(t *testing.T) {
 		t.Errorf("nll detail %q", got[KindNLL]["nll"].Detail)
 	}
 
+	// The small figure files next to the results: the marginal of particle 1 of the 64 samples
+	// and the two splits, and 4 samples before and after minimisation plus a training row.
+	var m MarginalHistograms
+	readJSONTest(t, filepath.Join(state, unitsDirName, ess["ess"].Unit, MarginalFileName), &m)
+	checkMarginalShape(t, &m, map[string]int64{"samples": 64, "train": 60, "test": 20})
+	var sc StateConfigurations
+	readJSONTest(t, filepath.Join(state, unitsDirName, st["n_states"].Unit, ConfigurationsFileName), &sc)
+	pictures := 0 // drawn configurations (a failed minimisation has no picture)
+	for _, p := range append(sc.Samples, *sc.Training) {
+		if len(p.Before) != 8 || p.After != nil && len(p.After) != 8 {
+			t.Errorf("configuration pair %+v", p)
+		}
+		pictures++
+		if len(p.After) > 0 {
+			pictures++
+		}
+	}
+	if len(sc.Samples) != 4 || sc.Training == nil || sc.Energy != "dw4" {
+		t.Errorf("configurations: %d samples, training %v, energy %q", len(sc.Samples), sc.Training != nil, sc.Energy)
+	}
+
 	htmlPath, mdPath := filepath.Join(dir, "report.html"), filepath.Join(dir, "report.md")
 	run("report", "--results", state, "--out", htmlPath, "--md", mdPath)
 	md, err := os.ReadFile(mdPath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	page, err := os.ReadFile(htmlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`id="bg-marginals"`, `id="bg-configurations"`, "x₁ − x̄", "training data", "minimised"} {
+		if !bytes.Contains(page, []byte(want)) {
+			t.Errorf("report HTML lacks %q", want)
+		}
+	}
+	if n := bytes.Count(page, []byte("<title>particle ")); n != 4*pictures {
+		t.Errorf("report HTML has %d particle circles, want 4 per pictured configuration (%d)", n, 4*pictures)
 	}
 	for _, want := range []string{"## Boltzmann generators", "| RealNVP (nBG) | DW4 bg · n=60 | 1: ML |", "2: ML+KL (λ 1.0:0.5)", "metastable states"} {
 		if !bytes.Contains(md, []byte(want)) {

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -276,5 +277,43 @@ func TestFinetuneUnitResumesPerStage(t *testing.T) {
 	}
 	if !strings.Contains(got[KindNLL]["nll"].Detail, `"split":"train"`) {
 		t.Errorf("nll detail %s", got[KindNLL]["nll"].Detail)
+	}
+
+	// The figure files: the marginal of particle 1 (16 samples, 60 train and 10 test rows) and
+	// four sampled configurations with their minima plus the first training configuration.
+	var ed ESSDetail
+	if err := json.Unmarshal([]byte(got[KindESS]["ess_detail"].Detail), &ed); err != nil || ed.Marginal != MarginalFileName {
+		t.Fatalf("ess detail names marginal %q (%v), want %s", ed.Marginal, err, MarginalFileName)
+	}
+	var m MarginalHistograms
+	readJSONTest(t, filepath.Join(o.StateDir, unitsDirName, got[KindESS]["ess"].Unit, ed.Marginal), &m)
+	checkMarginalShape(t, &m, map[string]int64{"samples": 16, "train": 60, "test": 10})
+	if sd.Configurations != ConfigurationsFileName {
+		t.Fatalf("states detail names configurations %q, want %s", sd.Configurations, ConfigurationsFileName)
+	}
+	var sc StateConfigurations
+	readJSONTest(t, filepath.Join(o.StateDir, unitsDirName, got[KindStates]["n_states"].Unit, sd.Configurations), &sc)
+	// The fake minimize puts rows 0, 1, 2 in states 0, 1, 2 (two minima, one saddle).
+	if len(sc.Samples) != 4 || sc.Samples[0].Row != 0 || sc.Samples[1].Row != 1 || sc.Samples[2].Row != 2 || sc.Samples[3].Row != 3 {
+		t.Errorf("pictured samples %+v", sc.Samples)
+	}
+	for _, p := range sc.Samples {
+		if len(p.Before) != 8 || len(p.After) != 8 || p.EnergyAfter == nil {
+			t.Errorf("pictured sample %+v", p)
+		}
+	}
+	if sc.Training == nil || sc.Training.Source != "dw4_train.parquet" || len(sc.Training.After) != 8 {
+		t.Errorf("training configuration %+v", sc.Training)
+	}
+}
+
+func readJSONTest(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }

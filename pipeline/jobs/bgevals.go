@@ -1,14 +1,16 @@
 package jobs
 
 // The Boltzmann-generator evaluations: ess (importance weights of flow samples against the
-// target exp(−u/T), via enflow metrics ess) and states (minimised samples and their distinct
-// metastable states, via enflow minimize).
+// target exp(−u/T), via enflow metrics ess; also the marginal of particle 1, MarginalFileName)
+// and states (minimised samples and their distinct metastable states, via enflow minimize;
+// also a few configurations before and after minimisation, ConfigurationsFileName).
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strconv"
 )
@@ -24,6 +26,9 @@ type ESSDetail struct {
 	Temperature    float64         `json:"temperature"`
 	SignConvention string          `json:"sign_convention"`
 	Histogram      json.RawMessage `json:"u_histogram,omitempty"` // lo, hi, mass_samples, mass_reweighted
+	// Marginal is the file (relative to the unit directory) with the marginal of particle 1
+	// (a MarginalHistograms); "" in results written before it existed.
+	Marginal string `json:"marginal,omitempty"`
 }
 
 // ess runs enflow metrics ess on samples drawn with --log-weights.
@@ -62,6 +67,13 @@ func (x *unitExec) ess(ctx context.Context, samples string) ([]Metric, error) {
 	if res.ESS == nil || res.ESSFraction == nil {
 		return nil, fmt.Errorf("jobs: enflow metrics ess output has no ess/ess_fraction: %q", string(out))
 	}
+	marginal, err := Particle1Marginal(ctx, u.Dataset, samples, u.DataDir, 0, e.Bins)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeJSONFile(filepath.Join(x.dir, MarginalFileName), marginal); err != nil {
+		return nil, err
+	}
 	return []Metric{
 		{Name: "ess", Value: *res.ESS},
 		{Name: "ess_fraction", Value: *res.ESSFraction},
@@ -72,7 +84,7 @@ func (x *unitExec) ess(ctx context.Context, samples string) ([]Metric, error) {
 		{Name: "n_samples", Value: res.N},
 		{Name: "n_infinite_u", Value: res.NInfinite},
 		{Name: "ess_detail", Value: math.NaN(), Detail: ESSDetail{System: res.System, Energy: res.Energy,
-			Temperature: res.Temperature, SignConvention: res.SignConvention, Histogram: res.Histogram}},
+			Temperature: res.Temperature, SignConvention: res.SignConvention, Histogram: res.Histogram, Marginal: MarginalFileName}},
 	}, nil
 }
 
@@ -96,6 +108,9 @@ type StatesDetail struct {
 	DistTol   float64 `json:"dist_tol"`
 	EnergyTol float64 `json:"energy_tol"`
 	Minima    string  `json:"minima"` // the minimised samples, relative to the unit directory
+	// Configurations is the file (relative to the unit directory) with a few samples before
+	// and after minimisation (a StateConfigurations); "" in results written before it existed.
+	Configurations string `json:"configurations,omitempty"`
 }
 
 // states minimises the samples with enflow minimize and counts the distinct states.
@@ -132,6 +147,19 @@ func (x *unitExec) states(ctx context.Context, samples string) ([]Metric, error)
 	if res.States == nil || res.Metastable == nil || res.N == 0 {
 		return nil, fmt.Errorf("jobs: enflow minimize output has no states/metastable_states/n: %q", string(out))
 	}
+	train := ""
+	if u.Parent != nil {
+		if p := filepath.Join(u.DataDir, u.Dataset+"_train.parquet"); fileExists(p) {
+			train = p
+		}
+	}
+	pics, err := PictureConfigurations(ctx, u.Dataset, e.Energy, samples, minima, train, res.StateList, pictured)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeJSONFile(filepath.Join(x.dir, ConfigurationsFileName), pics); err != nil {
+		return nil, err
+	}
 	lowest := math.NaN()
 	for _, s := range res.StateList {
 		if s.IsMinimum && (math.IsNaN(lowest) || s.Energy < lowest) {
@@ -149,8 +177,14 @@ func (x *unitExec) states(ctx context.Context, samples string) ([]Metric, error)
 		{Name: "lowest_minimum_energy", Value: lowest},
 		{Name: "states_detail", Value: math.NaN(), Detail: StatesDetail{System: res.System, Energy: res.Energy, N: res.N,
 			Converged: res.Converged, Failed: res.Failed, States: res.StateList, DistTol: res.DistTol, EnergyTol: res.EnergyTol,
-			Minima: minimaName}},
+			Minima: minimaName, Configurations: ConfigurationsFileName}},
 	}, nil
+}
+
+// fileExists reports whether path is an existing regular file.
+func fileExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // val is *p, or NaN for nil (a JSON null).

@@ -75,6 +75,10 @@
 // n_infinite_u, ess_detail); states (DW4, LJ13; also standalone on a table) minimises the
 // samples with enflow minimize (metastable_states, n_states, converged, converged_fraction,
 // minima, failed, n_samples, lowest_minimum_energy, states_detail with every state's energy).
+// For the report's pictures they also write small JSON files in the unit directory, named in
+// their detail: ess the marginal of particle 1 relative to the centre of mass, samples vs the
+// training and test splits (marginal_x1.json, histogram counts only), states a few samples
+// before and after minimisation and the first training configuration (configurations.json).
 //
 // # Two-stage units
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -160,7 +161,35 @@ func (f *fakeExec) Enflow(ctx context.Context, c Call) ([]byte, error) {
 		if flagValue(c.Args, "--in") == "" || flagValue(c.Args, "--out") == "" {
 			return nil, fmt.Errorf("fake enflow: bad minimize call %v", c.Args)
 		}
-		if err := os.WriteFile(flagValue(c.Args, "--out"), []byte("fake"), 0o644); err != nil {
+		// The minimised table: the input rows (the first --limit), "minimised" by halving
+		// their positions, in the states 0, 1, 2 in turn (the last row failed: no state).
+		recs, _, err := table.ReadConfigRecords(flagValue(c.Args, "--in"))
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := strconv.Atoi(flagValue(c.Args, "--limit")); n > 0 && n < len(recs) {
+			recs = recs[:n]
+		}
+		w, err := table.NewConfigRecordWriter(flagValue(c.Args, "--out"), table.ConfigColumns{StateID: true})
+		if err != nil {
+			return nil, err
+		}
+		defer w.Abort()
+		for i := range recs {
+			r := recs[i]
+			r.Positions = append([]float64(nil), r.Positions...)
+			for k := range r.Positions {
+				r.Positions[k] /= 2
+			}
+			r.StateID, r.LogQ, r.Energy = int64(i%3), math.NaN(), []float64{-13.1, -12.9, -8}[i%3]
+			if i == len(recs)-1 {
+				r.StateID, r.Energy = -1, math.NaN()
+			}
+			if err := w.Write(&r); err != nil {
+				return nil, err
+			}
+		}
+		if err := w.Commit(); err != nil {
 			return nil, err
 		}
 		return []byte(`{"system": "dw4", "energy": "dw4", "n": 16, "converged": 15, "minima": 14, "failed": 1, "states": 3,` +
