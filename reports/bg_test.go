@@ -153,6 +153,27 @@ func TestBoltzmannSection(t *testing.T) {
 	}
 }
 
+// TestBoltzmannSectionWithoutTrainSplit: without an nll evaluation on the train split (e.g. the
+// discovery experiment) the NLL table is not the generalisation table: no "generalisation" in
+// its caption and no reference rows from Köhler et al. Table 1.
+func TestBoltzmannSectionWithoutTrainSplit(t *testing.T) {
+	var rows []jobs.Row
+	for _, r := range bgRows() {
+		if !strings.Contains(r.UnitSpec, `"split":"train"`) {
+			rows = append(rows, r)
+		}
+	}
+	md, _ := renderReport(t, rows)
+	for _, bad := range []string{"Köhler et al.)", "— generalisation", "Table 1 (DW4)"} {
+		if bytes.Contains(md, []byte(bad)) {
+			t.Errorf("Markdown holds %q without a train-split nll evaluation", bad)
+		}
+	}
+	if !bytes.Contains(md, []byte("### Boltzmann generators — train and test NLL")) {
+		t.Errorf("Markdown lacks the NLL table's caption")
+	}
+}
+
 // nameFiles adds the figure-file names of the jobs' current format to the ess and states
 // details of rows (bgRows has the older format without them).
 func nameFiles(t *testing.T, rows []jobs.Row) []jobs.Row {
