@@ -8,7 +8,9 @@
 //
 // When several units measured the same cell (same dataset, model, n_data and seed, e.g. after
 // a code change), the most recently recorded one is used; cells average over seeds and show
-// "mean ± std (k seeds)".
+// "mean ± std (k seeds)". Units a state directory's manifests no longer list (stale: their spec
+// was edited and run again, see pipeline/jobs manifest.go) are left out unless
+// Options.AllUnits, and the report says how many.
 package reports
 
 import (
@@ -37,6 +39,9 @@ type Options struct {
 	Title  string    // default "enflow results"
 	Source string    // where the results came from (shown)
 	Now    time.Time // generation time (default time.Now)
+	// AllUnits makes Generate include stale units: units of a spec with a manifest in their
+	// state directory that are not in it (see jobs.SplitStale). By default they are left out.
+	AllUnits bool
 }
 
 // Cell is one "paper | ours" pair of a table.
@@ -105,6 +110,7 @@ type UnitRow struct {
 	Attempt                          int64
 	Resumed                          bool
 	Host, GitRev, Backend, Recorded  string
+	Stale                            bool // a stale unit shown because of Options.AllUnits
 }
 
 // Report is everything the templates render.
@@ -125,6 +131,23 @@ type Report struct {
 	// BG is the Boltzmann-generator section (nil without such results).
 	BG       *BGSection
 	UnitRows []UnitRow
+	// StaleUnits and StaleRows count the units (and their result rows) that are not in the
+	// latest expansion of their spec: left out, or included when AllUnits (Generate).
+	StaleUnits, StaleRows int
+	AllUnits              bool
+}
+
+// StaleNote is the report's sentence about stale units ("" when there are none).
+func (r *Report) StaleNote() string {
+	if r.StaleUnits == 0 {
+		return ""
+	}
+	what := fmt.Sprintf("%d result rows of %d stale units (not in their spec's latest jobs run: the spec, its data or "+
+		"the code changed since they ran)", r.StaleRows, r.StaleUnits)
+	if r.AllUnits {
+		return "Included with --all-units: " + what + "; they are marked stale under Units."
+	}
+	return "Left out: " + what + "; enflow report --all-units includes them, enflow jobs prune SPEC moves them aside."
 }
 
 // unitRec gathers one unit's rows.
@@ -924,23 +947,40 @@ func newTextTemplate() *texttemplate.Template {
 // Generate reads the results at srcs (state directories, results directories or results
 // files, see jobs.ResolveResults; e.g. the state directories of table1_dw4 and table1_lj13
 // together) and writes the HTML report to htmlOut and, if mdOut is not "", the Markdown to
-// mdOut (both atomically).
+// mdOut (both atomically). Units of a state directory that are not in the manifest of their
+// spec (stale: the spec changed since they ran) are left out unless o.AllUnits; the report
+// says how many (Report.StaleNote). State directories without manifests show every unit.
 func Generate(srcs []string, htmlOut, mdOut string, o Options) (*Report, error) {
 	if len(srcs) == 0 {
 		return nil, fmt.Errorf("reports: no results given")
 	}
-	var rows []jobs.Row
+	var rows, staleRows []jobs.Row
 	for _, src := range srcs {
-		rs, err := jobs.ReadResults(src)
+		cur, stale, err := jobs.ReadCurrentResults(src)
 		if err != nil {
 			return nil, fmt.Errorf("reports: %w", err)
 		}
-		rows = append(rows, rs...)
+		rows = append(rows, cur...)
+		staleRows = append(staleRows, stale...)
+	}
+	stale := jobs.StaleOf(staleRows)
+	if o.AllUnits {
+		rows = append(rows, staleRows...)
 	}
 	if o.Source == "" {
 		o.Source = strings.Join(srcs, ", ")
 	}
 	r := Build(rows, o)
+	r.StaleUnits, r.StaleRows, r.AllUnits = len(stale.Units), stale.Rows, o.AllUnits
+	if o.AllUnits {
+		isStale := map[string]bool{}
+		for _, id := range stale.Units {
+			isStale[id] = true
+		}
+		for i := range r.UnitRows {
+			r.UnitRows[i].Stale = isStale[r.UnitRows[i].Unit]
+		}
+	}
 	grids, err := sampleGrids(srcs, rows)
 	if err != nil {
 		return nil, err

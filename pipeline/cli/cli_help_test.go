@@ -9,7 +9,7 @@ import (
 // subcommands and their summaries, exit 0; a bare group prints the same and exits 2.
 func TestGroupHelp(t *testing.T) {
 	for group, subs := range map[string][]string{
-		"jobs":    {"run", "status"},
+		"jobs":    {"run", "status", "prune"},
 		"etl":     {"qm9", "particles", "mcmc"},
 		"metrics": {"stability", "js", "validity"},
 	} {

@@ -29,6 +29,11 @@ func init() {
 		Summary: "list the units of a job spec and their state (done, running, partial, failed, pending, …)",
 		Run:     runJobsStatus,
 	})
+	Register(&Command{
+		Name:    "jobs prune",
+		Summary: "move the stale units of a job spec (left by earlier versions of it) out of its state directory",
+		Run:     runJobsPrune,
+	})
 }
 
 // jobsCommon are the flags shared by jobs run and jobs status.
@@ -122,7 +127,7 @@ func jobsSpecArg(args []string) (string, []string, error) {
 				return "", args, nil
 			}
 		}
-		return "", nil, fmt.Errorf("%w: the spec file is required: enflow jobs run|status SPEC.toml [flags]", ErrUsage)
+		return "", nil, fmt.Errorf("%w: the spec file is required: enflow jobs run|status|prune SPEC.toml [flags]", ErrUsage)
 	}
 	return args[0], args[1:], nil
 }
@@ -310,6 +315,95 @@ func runJobsStatus(ctx context.Context, env *Env, args []string) error {
 		parts[i] = fmt.Sprintf("%s %d", k, rep.Counts[k])
 	}
 	fmt.Fprintf(w, "%d units: %s\n", len(rep.Units), strings.Join(parts, ", "))
+	printStaleUnits(w, rep.Stale, specPath)
+	return nil
+}
+
+// printStaleUnits lists the units of earlier expansions of the spec found in the state
+// directory (jobs status).
+func printStaleUnits(w io.Writer, stale []jobs.StaleUnit, specPath string) {
+	if len(stale) == 0 {
+		return
+	}
+	prunable := 0
+	fmt.Fprintf(w, "\n%d stale unit(s): in the state directory but not in this expansion of the spec (the spec, its data or the code changed)\n", len(stale))
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "UNIT\tKIND\tDATASET\tMODEL\tN_DATA\tSEED\tRESULTS\tREPORT")
+	for _, u := range stale {
+		model := u.Model
+		if model == "" {
+			model = u.Label
+		}
+		rows := "–"
+		if len(u.Parts) > 0 {
+			rows = fmt.Sprintf("%d rows", u.Rows)
+		}
+		report := "left out"
+		if u.InManifest {
+			report = "shown (in the latest jobs run)"
+		} else {
+			prunable++
+		}
+		seed := "–"
+		if u.Seed >= 0 {
+			seed = fmt.Sprint(u.Seed)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Kind, jobsDash(u.Dataset), jobsDash(model), jobsInt(u.NData),
+			seed, rows, report)
+	}
+	tw.Flush()
+	if prunable > 0 {
+		fmt.Fprintf(w, "enflow jobs prune %s moves the %d left out of the report aside (STATE/%s/<time>/)\n", specPath, prunable, jobs.PrunedDirName)
+	}
+}
+
+func runJobsPrune(ctx context.Context, env *Env, args []string) error {
+	specPath, rest, err := jobsSpecArg(args)
+	if err != nil {
+		return err
+	}
+	var c jobsCommon
+	var dryRun bool
+	fs := NewFlagSet(env, "jobs prune", "SPEC.toml [--state DIR] [--data DIR] [--dry-run] [--json]")
+	c.register(fs)
+	fs.BoolVar(&dryRun, "dry-run", false, "list the units that would be moved, move nothing")
+	if err := Parse(fs, rest); err != nil {
+		return err
+	}
+	if specPath == "" {
+		fs.Usage()
+		return fmt.Errorf("%w: the spec file is required", ErrUsage)
+	}
+	o, err := c.options(ctx, env, specPath)
+	if err != nil {
+		return err
+	}
+	rep, err := jobs.Prune(ctx, o, dryRun)
+	if err != nil {
+		return err
+	}
+	if c.asJSON {
+		return WriteJSON(env.Stdout, rep)
+	}
+	w := env.Stdout
+	verb := "moved"
+	if dryRun {
+		verb = "would move"
+	}
+	for _, u := range rep.Pruned {
+		fmt.Fprintf(w, "%s %s %s %s %s (%d results parts)\n", verb, u.ID, u.Kind, jobsDash(u.Dataset), jobsDash(u.Model), len(u.Parts))
+	}
+	for _, u := range rep.Kept {
+		fmt.Fprintf(w, "kept %s %s: %s\n", u.ID, u.Kind, u.Reason)
+	}
+	switch {
+	case len(rep.Pruned) == 0:
+		fmt.Fprintf(w, "spec %s: no stale units to prune in %s\n", rep.Spec, rep.StateDir)
+	case dryRun:
+		fmt.Fprintf(w, "spec %s: %d stale units would be moved to %s/%s/<time>/\n", rep.Spec, len(rep.Pruned), rep.StateDir, jobs.PrunedDirName)
+	default:
+		fmt.Fprintf(w, "spec %s: %d stale units moved to %s (delete it when you no longer need them)\n", rep.Spec, len(rep.Pruned), rep.Dest)
+	}
 	return nil
 }
 

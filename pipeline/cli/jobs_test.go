@@ -163,3 +163,146 @@ n = 32
 		t.Errorf("report Markdown: %v\n%s", err, md)
 	}
 }
+
+// writeDW4Splits writes dir/dw4_{train,val,test}.parquet with random mean-free
+// configurations and their energies.
+func writeDW4Splits(t *testing.T, dir string, sizes map[string]int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(3, 4))
+	id := int64(0)
+	for _, split := range []string{"train", "val", "test"} {
+		w, err := table.NewConfigWriter(filepath.Join(dir, "dw4_"+split+".parquet"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range sizes[split] {
+			pos := make([]float64, 8)
+			for k := range pos {
+				pos[k] = 1.5 * rng.NormFloat64()
+			}
+			particles.RemoveMean(pos, 2)
+			e, _ := particles.DW4.Energy(pos)
+			if err := w.Write(&particles.Config{ID: id, Split: split, System: "dw4", Positions: pos, Energy: e}); err != nil {
+				t.Fatal(err)
+			}
+			id++
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestJobsChangedSpecReportCLI edits a two-stage Boltzmann-generator spec between two runs
+// (the finetune epochs, as when the nBG experiment was changed): the report of the state
+// directory shows only the units of the current spec and says how many it left out,
+// --all-units shows the old ones too, jobs status lists them and jobs prune moves them aside.
+func TestJobsChangedSpecReportCLI(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	writeDW4Splits(t, filepath.Join(data, "bg"), map[string]int{"train": 40, "val": 20, "test": 20})
+	text := `
+name = "bg-changed"
+[train]
+epochs = 2
+test-every = 1
+batch = 20
+max-steps-per-epoch = 2
+eval-n = 20
+eval-batch = 20
+hidden = 8
+layers = 2
+dtype = "float32"
+
+[[experiment]]
+dataset = "dw4"
+data_dir = "bg"
+models = ["realnvp"]
+n_data = [40]
+finetune = { objective = "ml+kl", lambda = "1.0:0.5", epochs = 2, kl-samples = 8 }
+
+[[evaluation]]
+kind = "nll"
+split = "train"
+`
+	spec := filepath.Join(dir, "bg-changed.toml")
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(spec, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := filepath.Join(dir, "state")
+	t.Setenv(jobs.CodeVersionEnv, "cli-test")
+	t.Setenv("GOMLX_BACKEND", "go")
+	run := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := Main(context.Background(), args, &out, &errb); code != 0 {
+			t.Fatalf("enflow %s: exit %d\n%s", strings.Join(args, " "), code, errb.String())
+		}
+		return out.String()
+	}
+	common := []string{"--data", data, "--state", state}
+	runSpec := func() {
+		t.Helper()
+		var sum jobs.Summary
+		if err := json.Unmarshal([]byte(run(append([]string{"jobs", "run", spec, "--in-process", "--json"}, common...)...)), &sum); err != nil {
+			t.Fatal(err)
+		}
+		if sum.Count(jobs.OutcomeRan) != 2 {
+			t.Fatalf("jobs run counts %v, want 2 ran", sum.Counts)
+		}
+	}
+	write(text)
+	runSpec()
+	write(strings.Replace(text, "epochs = 2, kl-samples", "epochs = 3, kl-samples", 1))
+	runSpec()
+
+	status := run(append([]string{"jobs", "status", spec}, common...)...)
+	for _, want := range []string{"done 2", "2 stale unit(s)", "left out", "enflow jobs prune " + spec + " moves the 2 "} {
+		if !strings.Contains(status, want) {
+			t.Errorf("jobs status lacks %q:\n%s", want, status)
+		}
+	}
+	report := func(extra ...string) (md string, sum map[string]any) {
+		t.Helper()
+		mdPath := filepath.Join(dir, "r.md")
+		out := run(append([]string{"report", "--results", state, "--out", filepath.Join(dir, "r.html"), "--md", mdPath, "--json"}, extra...)...)
+		if err := json.Unmarshal([]byte(out), &sum); err != nil {
+			t.Fatalf("report --json: %v\n%s", err, out)
+		}
+		b, err := os.ReadFile(mdPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b), sum
+	}
+	const stage1Row = "| RealNVP (nBG) | DW4 bg · n=40 | 1: ML |"
+	md, sum := report()
+	if n := strings.Count(md, stage1Row); n != 1 {
+		t.Errorf("report: %d RealNVP units in the Boltzmann-generator table, want the current one only:\n%s", n, md)
+	}
+	if !strings.Contains(md, "*Left out: ") || !strings.Contains(md, " of 2 stale units") || sum["stale_units_left_out"] != 2.0 {
+		t.Errorf("report does not say it left out 2 stale units (summary %v):\n%s", sum, md)
+	}
+	md, sum = report("--all-units")
+	if n := strings.Count(md, stage1Row); n != 2 || !strings.Contains(md, "*Included with --all-units: ") ||
+		!strings.Contains(md, "` (stale) |") || sum["stale_units_included"] != 2.0 {
+		t.Errorf("report --all-units: %d RealNVP units (want 2), summary %v:\n%s", n, sum, md)
+	}
+
+	if out := run(append([]string{"jobs", "prune", spec, "--dry-run"}, common...)...); !strings.Contains(out, "2 stale units would be moved") {
+		t.Errorf("jobs prune --dry-run:\n%s", out)
+	}
+	if out := run(append([]string{"jobs", "prune", spec}, common...)...); !strings.Contains(out, "2 stale units moved to "+filepath.Join(state, jobs.PrunedDirName)) {
+		t.Errorf("jobs prune:\n%s", out)
+	}
+	md, sum = report()
+	if strings.Count(md, stage1Row) != 1 || strings.Contains(md, "stale") || sum["stale_units_left_out"] != nil {
+		t.Errorf("report after prune still mentions stale units (summary %v):\n%s", sum, md)
+	}
+	if status := run(append([]string{"jobs", "status", spec}, common...)...); strings.Contains(status, "stale") {
+		t.Errorf("jobs status after prune:\n%s", status)
+	}
+}

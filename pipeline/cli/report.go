@@ -22,6 +22,7 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 		out, md, title string
 		results        reportSources
 		asJSON         bool
+		allUnits       bool
 	)
 	fs := NewFlagSet(env, "report", "--results DIR|FILE [--results …] --out report.html [--md report.md]")
 	fs.Var(&results, "results", "job state `directory`, its results/ directory, or a results file (.parquet/.arrow); repeat or comma-separate to combine (e.g. table1_dw4 and table1_lj13)")
@@ -29,6 +30,7 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&md, "md", "", "also write the tables as Markdown to this `file`")
 	fs.StringVar(&title, "title", "enflow results", "report `title`")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
+	fs.BoolVar(&allUnits, "all-units", false, "also show stale units: those no longer in the latest jobs run expansion of their spec (left out by default)")
 	if err := Parse(fs, args); err != nil {
 		return err
 	}
@@ -41,7 +43,7 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r, err := reports.Generate(results, out, md, reports.Options{Title: title})
+	r, err := reports.Generate(results, out, md, reports.Options{Title: title, AllUnits: allUnits})
 	if err != nil {
 		return err
 	}
@@ -63,6 +65,13 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	}
 	if md != "" {
 		sum["markdown"] = md
+	}
+	if r.StaleUnits > 0 {
+		key := "stale_units_left_out"
+		if allUnits {
+			key = "stale_units_included"
+		}
+		sum[key], sum["stale_rows"] = r.StaleUnits, r.StaleRows
 	}
 	if r.BG != nil {
 		sum["boltzmann_generator_rows"] = len(r.BG.Generalisation.Rows)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,6 +115,10 @@ func TestBGMiniSpecEndToEnd(t *testing.T) {
 	}
 	if v := tr["nll_dims"].Value; v != 8 {
 		t.Errorf("RealNVP NLL over %v dimensions, want N·D = 8", v)
+	}
+	// Both conventions: the Gaussian normaliser of 8 dimensions is 4·log(2π).
+	if d := tr["test_nll"].Value - tr["test_nll_without_normaliser"].Value; math.Abs(d-4*math.Log(2*math.Pi)) > 1e-9 {
+		t.Errorf("test NLL with − without normaliser = %v, want 4·log(2π) = %v", d, 4*math.Log(2*math.Pi))
 	}
 	if v := tr["epochs"].Value; v != 2 {
 		t.Errorf("stage 2 recorded %v epochs, want 2", v)

@@ -116,6 +116,18 @@
 // assigns unit groups — a training unit with its evaluations — by hash, so shards never wait
 // for each other.
 //
+// # Stale units
+//
+// Editing a spec (or its data, or the code with code_identity = "revision") gives units new
+// identities; the old units' directories and results parts stay (parts are never rewritten).
+// Every Run therefore first records the units of the whole spec's expansion in
+// STATE/manifests/<spec>.json (WriteManifest: temporary file, fsync, rename; the content
+// depends on the spec, data and code only, so the shards of an array job write the same
+// bytes; a plan with missing input files keeps the previous manifest). A unit whose results
+// name a spec with a manifest but which is not in it is stale (SplitStale): enflow report
+// leaves it out unless --all-units, StatusOf lists it, and Prune moves stale units to
+// STATE/pruned/<UTC time>/. Specs without a manifest (older state directories) show every unit.
+//
 // Commands run as child processes of the same binary (Subprocess): a crash of a backend does
 // not take the scheduler down, SIGINT/SIGTERM are forwarded as SIGTERM (enflow train then
 // checkpoints and exits; the unit resumes next time), and on Linux the child dies with the

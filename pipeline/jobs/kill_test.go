@@ -229,7 +229,7 @@ func TestMiniSpecKillAndResume(t *testing.T) {
 	if fi, err := os.Stat(firstPart); err != nil || !fi.ModTime().Equal(firstInfo.ModTime()) || finished[first.ID] != firstPart {
 		t.Errorf("the first unit's results part was rewritten or replaced")
 	}
-	wantRows := map[string]int{KindTrain: 9, KindEnergy: 9} // train: with nll_dims
+	wantRows := map[string]int{KindTrain: 11, KindEnergy: 9} // train: with nll_dims and both conventions
 	seen := map[string]bool{}
 	for _, p := range parts {
 		n := 0

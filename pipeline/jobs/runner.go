@@ -20,6 +20,8 @@ import (
 // State directory layout:
 //
 //	STATE/results/part-<UTC time>-<unit>.parquet  append-only results table (one part per unit)
+//	STATE/manifests/<spec>.json       the units of the spec's latest expansion (manifest.go)
+//	STATE/pruned/<UTC time>/          stale units moved aside by Prune (results/, units/)
 //	STATE/units/<unit>/unit.json      identity document: normalized spec, inputs, code version
 //	STATE/units/<unit>/lock           the unit's lock (see LockMode)
 //	STATE/units/<unit>/attempts.jsonl one line per attempt (start, end, host, outcome, error)
@@ -210,6 +212,15 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	if err := os.MkdirAll(r.results, 0o755); err != nil {
 		return nil, fmt.Errorf("jobs: state directory: %w", err)
+	}
+	// The units of this expansion of the whole spec (every shard writes the same manifest):
+	// units of the spec not in it are stale, and enflow report leaves them out. An expansion
+	// with missing input files is incomplete (those units' identities hash their inputs; a
+	// wrong --data would make every unit look new): it keeps the previous manifest.
+	if missing := r.plan.missingInputs(); missing > 0 {
+		r.log.Info("manifest not updated: units lack input files", "units", missing, "manifest", ManifestPath(r.state, o.Spec.Name))
+	} else if err := WriteManifest(r.state, ManifestOf(r.plan)); err != nil {
+		return nil, err
 	}
 	sum := &Summary{Spec: o.Spec.Name, SpecPath: o.Spec.Path, StateDir: r.state, DataDir: r.plan.DataDir,
 		Shard: r.o.Shard.String(), Code: o.Code.Version, Units: len(r.plan.Units), Counts: map[string]int{}}

@@ -48,6 +48,10 @@ type StatusReport struct {
 	Code     string         `json:"code_version"`
 	Counts   map[string]int `json:"counts"`
 	Units    []UnitStatus   `json:"units"`
+	// Stale are the units of the spec in the state directory that are not in this plan (an
+	// earlier version of the spec, its data or the code): enflow report leaves out those not
+	// in the spec's manifest, and Prune moves them aside.
+	Stale []StaleUnit `json:"stale_units"`
 }
 
 // mainMetrics are the values StatusOf shows for done units, per kind.
@@ -121,6 +125,9 @@ func StatusOf(ctx context.Context, o Options) (*StatusReport, error) {
 		state[u.ID] = st.State
 		rep.Counts[st.State]++
 		rep.Units = append(rep.Units, st)
+	}
+	if rep.Stale, _, err = r.staleUnits(); err != nil {
+		return nil, err
 	}
 	return rep, nil
 }

@@ -240,6 +240,8 @@ func trainMetrics(run string) ([]Metric, error) {
 		LastTrain   *float64 `json:"last_train_nll"`
 		WallS       *float64 `json:"wall_s"`
 		NLLDims     *float64 `json:"nll_dims"`
+		TestNoNorm  *float64 `json:"test_nll_without_normaliser"`
+		ValNoNorm   *float64 `json:"best_val_nll_without_normaliser"`
 		Interrupted bool     `json:"interrupted"`
 	}
 	if err := json.Unmarshal(b, &res); err != nil {
@@ -257,6 +259,10 @@ func trainMetrics(run string) ([]Metric, error) {
 		// The dimension the NLL is over: N·D for the non-equivariant RealNVP (nBG), (N−1)·D
 		// for the mean-free flows.
 		dims = append(dims, Metric{Name: "nll_dims", Value: *res.NLLDims})
+		// Both conventions (bgflow-based work drops the Gaussian prior's normaliser).
+		dims = append(dims,
+			Metric{Name: "test_nll_without_normaliser", Value: val(res.TestNoNorm)},
+			Metric{Name: "best_val_nll_without_normaliser", Value: val(res.ValNoNorm)})
 	}
 	return append(dims, []Metric{
 		{Name: "test_nll", Value: val(res.TestNLL)},

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Merge result arrays of `enflow bench --out` and scripts/bench/torch_reference.py --out into the
-Markdown performance table (enflow SimpleGo, enflow XLA CPU, PyTorch; CPU-time ratios)."""
+Markdown performance table (enflow SimpleGo, enflow XLA CPU, one column per PyTorch run; wall-time
+speed-ups against the fastest PyTorch run of each case)."""
 
 import argparse
 import json
@@ -28,7 +29,7 @@ def main():
         except json.JSONDecodeError:  # JSON Lines
             rows = [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
         for r in rows:
-            (torch if r.get("backend") == "pytorch" else go).append(r)
+            (torch if str(r.get("backend", "")).startswith("pytorch") else go).append(r)
     write_table(a.out, go, torch)
 
 

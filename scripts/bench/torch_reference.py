@@ -5,7 +5,15 @@ settings), using the official en_flows modules (egnn/, flows/) of a checkout giv
 and torchdiffeq (--pydeps DIR, e.g. `python3 -m pip install --target .tools/pydeps --no-deps
 torchdiffeq==0.2.3`). Never a dependency of enflow itself.
 
-Prints one JSON object per case (JSON Lines, backend "pytorch"); --out writes them as an array.
+Runs under any PyTorch: Debian's 1.13 (/usr/bin/python3) or 2.x from PyPI in the bench-only
+virtual environment of scripts/bench/torch2_setup.sh (.tools/torch2). --compile wraps the EGNN
+of each dynamics in torch.compile (dynamic=False: one graph per shape, compiled during the
+warm-up run). torch.compile's autograd does not support double backward, so the cases that
+differentiate the Hutchinson trace again (adjoint stage, training iterations) report the error
+instead of a time; forward, VJP, exact-trace evaluation and sampling run compiled.
+
+Prints one JSON object per case (JSON Lines, backend "pytorch <version>[ compile]");
+--out writes them as an array.
 With --go-json (the array written by `enflow bench --out`), the QM9 sampling cases reuse the Go
 run's molecule sizes, and --table writes the Markdown comparison table.
 """
@@ -45,6 +53,7 @@ def parse_args():
     p.add_argument("--go-json", default="", help="results of `enflow bench --out` (QM9 sizes, table)")
     p.add_argument("--out", default="", help="write the results as a JSON array")
     p.add_argument("--table", default="", help="write a Markdown table (needs --go-json)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the EGNN of every dynamics (PyTorch ≥ 2)")
     return p.parse_args()
 
 
@@ -98,13 +107,15 @@ class Counter:
         self.n += 1
 
 
-def measure(name, setup, repeats, batch, unit):
-    res = {"case": name, "backend": "pytorch", "unit": unit, "batch": batch, "repeats": repeats}
+def measure(name, setup, repeats, batch, unit, backend="pytorch"):
+    res = {"case": name, "backend": backend, "unit": unit, "batch": batch, "repeats": repeats}
     try:
         op = setup()
         t0 = time.perf_counter()
         op(-1)
-        log(f"[pytorch {name}] warm-up {time.perf_counter() - t0:.2f}s")
+        first = time.perf_counter() - t0
+        res["first_run_ms"] = r3(first * 1e3)
+        log(f"[{backend} {name}] warm-up {first:.2f}s")
         reset_vmhwm()
         walls, cpus, nfes, fwd, bwd, note = [], [], [], [], [], ""
         for rep in range(repeats):
@@ -145,6 +156,21 @@ def main():
     import torch
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    version = torch.__version__.split("+")[0]
+    backend = f"pytorch {version}" + (" compile" if a.compile else "")
+    if a.compile:
+        if not hasattr(torch, "compile"):
+            sys.exit(f"--compile needs PyTorch ≥ 2 (this is {torch.__version__})")
+        import torch._dynamo as dynamo
+        # QM9 sampling compiles one graph per molecule size (and batch): more than the default
+        # recompilation limit of 8, after which dynamo would silently fall back to eager.
+        for knob in ("cache_size_limit", "recompile_limit"):
+            if hasattr(dynamo.config, knob):
+                setattr(dynamo.config, knob, 256)
+    log(f"[{backend}] threads={torch.get_num_threads()}")
+
+    def compiled(module):
+        return torch.compile(module, dynamic=False) if a.compile else module
     from egnn.models import EGNN_dynamics, EGNN_dynamics_QM9  # official en_flows modules
     from flows.ffjord import FFJORD
     from flows.distributions import PositionPrior, PositionFeaturePrior
@@ -177,6 +203,7 @@ def main():
         dyn = EGNN_dynamics(n_particles=s["nodes"], n_dimension=s["dim"], device="cpu", hidden_nf=32,
                             act_fn=torch.nn.SiLU(), n_layers=3, recurrent=True, tanh=True, attention=True,
                             condition_time=True, mode="egnn_dynamics", agg="sum")
+        dyn.egnn = compiled(dyn.egnn)
         flow = FFJORD(dyn, trace_method="hutch", hutch_noise="bernoulli", ode_regularization=0)
         flow.set_odeint(method="dopri5", rtol=tol, atol=tol)
         flow.set_trace(trace)
@@ -188,8 +215,9 @@ def main():
     def run(name, unit, batch, setup):
         if not selected(name):
             return
-        r = measure(name, setup, a.repeats, batch, unit)
-        log(f"[pytorch {name}] ms={r.get('ms')} cpu_ms={r.get('cpu_ms')} nfe={r.get('nfe')} {r.get('error', '')}")
+        r = measure(name, setup, a.repeats, batch, unit, backend)
+        r["torch_version"], r["compiled"] = torch.__version__, a.compile
+        log(f"[{backend} {name}] ms={r.get('ms')} cpu_ms={r.get('cpu_ms')} nfe={r.get('nfe')} {r.get('error', '')}")
         print(json.dumps(r), flush=True)
         results.append(r)
 
@@ -288,6 +316,7 @@ def main():
         deq = ArgmaxAndVariationalDequantizer(in_node_nf, "cpu")
         flow.load_state_dict(torch.load(os.path.join(ckpt, "flow.npy"), map_location="cpu"))
         deq.load_state_dict(torch.load(os.path.join(ckpt, "dequantizer.npy"), map_location="cpu"))
+        net.egnn = compiled(net.egnn)  # after loading: compiling renames the parameters
         ffjord.set_odeint(method="dopri5", rtol=1e-4, atol=1e-4)
         flow.train()  # rtol = atol = 1e-4, as the Go sampler (the paper's sampling numbers)
         prior = PositionFeaturePrior(n_dim=3, in_node_nf=in_node_nf)
@@ -420,36 +449,56 @@ def main():
 
 
 def write_table(path, go, torch_results):
-    """Markdown: one row per case; enflow SimpleGo, enflow XLA CPU, PyTorch; ratios vs PyTorch."""
-    by = {}
+    """Markdown: one row per case; enflow SimpleGo, enflow XLA CPU, then one column per PyTorch
+    run (version, eager or compiled, in the order given); wall-time ratios of SimpleGo and XLA
+    to the fastest PyTorch run of the row (named in the last column)."""
+    by, torch_labels = {}, []
     for r in go + torch_results:
-        if r.get("error"):
-            continue
         be = r["backend"]
-        kind = "simplego" if be.startswith("simplego") else ("xla" if be.startswith("xla") else "pytorch")
+        if be.startswith("pytorch"):
+            kind = be
+            if kind not in torch_labels:
+                torch_labels.append(kind)
+        else:
+            kind = "simplego" if be.startswith("simplego") else ("xla" if be.startswith("xla") else be)
         by.setdefault(r["case"], {})[kind] = r
+
+    def ok(r):
+        return r is not None and not r.get("error") and r.get("ms")
 
     def cell(r):
         if r is None:
             return "–"
-        s = f"{fmt(r['ms'])} ({fmt(r['cpu_ms'])} cpu)"
+        if r.get("error"):
+            return "fails: " + r["error"].split(":")[0]
+        s = f"{fmt(r['ms'])} ({fmt(r['cpu_ms'])})"
         if r.get("nfe", 1) > 1:
             s += f", {r['nfe']} NFE"
         return s
 
     def ratio(r, ref):
-        if r is None or ref is None or not r.get("cpu_ms") or not ref.get("cpu_ms"):
+        if not ok(r) or not ok(ref):
             return "–"
-        return f"{r['cpu_ms'] / ref['cpu_ms']:.2g}×"
+        return f"{ref['ms'] / r['ms']:.2g}×"
 
-    lines = ["| case | enflow SimpleGo ms (cpu ms) | enflow XLA CPU ms (cpu ms) | PyTorch ms (cpu ms) | "
-             "SimpleGo/PyTorch (cpu) | XLA/PyTorch (cpu) |", "|---|---|---|---|---|---|"]
+    head = ["case", "enflow SimpleGo", "enflow XLA CPU"] + [f"{t} (2 threads)".replace("pytorch", "PyTorch")
+                                                          for t in torch_labels]
+    head += ["fastest PyTorch", "SimpleGo speed-up", "XLA speed-up"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),]
     for c in CASES:
         row = by.get(c)
         if not row:
             continue
-        sg, xla, pt = row.get("simplego"), row.get("xla"), row.get("pytorch")
-        lines.append(f"| {c} | {cell(sg)} | {cell(xla)} | {cell(pt)} | {ratio(sg, pt)} | {ratio(xla, pt)} |")
+        sg, xla = row.get("simplego"), row.get("xla")
+        tr = [row.get(t) for t in torch_labels]
+        good = [(r["ms"], t) for r, t in zip(tr, torch_labels) if ok(r)]
+        best = min(good)[1] if good else None
+        ref = row.get(best) if best else None
+        cells = [c, cell(sg), cell(xla)] + [cell(r) for r in tr]
+        cells += [best.replace("pytorch", "PyTorch") if best else "–", ratio(sg, ref), ratio(xla, ref)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Wall ms per unit of the case (CPU ms in brackets); speed-up = fastest PyTorch wall ms / "
+              "enflow wall ms (> 1: enflow is faster)."]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
