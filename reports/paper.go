@@ -94,3 +94,33 @@ func datasetName(ds string) string {
 	}
 	return ds
 }
+
+// DataNote says what data a dataset's cells were trained and evaluated on, and what has been
+// published for those data.
+type DataNote struct {
+	Data      string // the data our cells used, and how they differ from the paper's
+	Published string // published NLLs for those data with their convention, or that there are none
+}
+
+// Table1Data are the data notes of Table 1's column groups. The shipped DW4/LJ13 files are
+// Klein, Krämer & Noé's (2023) DEM data, not en_flows' files (which are not public in small
+// form; REFERENCE §1.5); `./just etl` writes the splits the job specs read from them.
+var Table1Data = map[string]DataNote{
+	"dw4": {
+		Data: "our cells were trained and evaluated on the shipped DEM files of Klein, Krämer & Noé (2023; " +
+			"DEM_{train,val,test}_split_DW4.npy, same energy, mean removed): train = the first n_data rows of the " +
+			"100,000-row train file, validation and test = rows of the 10,000-row val and test files (the first 1000 " +
+			"of each with the specs' eval-n = 1000) — not en_flows' dw4-dataidx.npy, on which the paper measured its numbers.",
+		Published: "No published NLL for these DEM files is known to us (the reference notes record none, in either " +
+			"convention), so none is shown beside ours.",
+	},
+	"lj13": {
+		Data: "our cells were trained and evaluated on the shipped DEM files of Klein, Krämer & Noé (2023; " +
+			"DEM_{val,test}_split_LJ13-1000.npy; the DEM train file is not shipped): test = DEM test rows 0–999, " +
+			"validation = DEM test rows 1000–1999, train = DEM val rows in the order of en_flows' idx_LJ13.npy — " +
+			"en_flows' formula with the DEM files standing in for its all_data/holdout_data files, on which the paper " +
+			"measured its numbers.",
+		Published: "No published NLL for these DEM files is known to us (the reference notes record none, in either " +
+			"convention), so none is shown beside ours.",
+	},
+}

@@ -11,6 +11,12 @@
 // "mean ± std (k seeds)". Units a state directory's manifests no longer list (stale: their spec
 // was edited and run again, see pipeline/jobs manifest.go) are left out unless
 // Options.AllUnits, and the report says how many.
+//
+// The NLL cells of Tables 1 and 3 show both conventions (with the Gaussian prior's normaliser,
+// as the paper, and without it, as bgflow-based work), the number of seeds and the epochs
+// completed of the paper's schedule. A training unit of a state directory that has no result
+// yet (interrupted mid-run by a budget, or still running) fills its cell from its
+// run/metrics.csv — the test NLL at its best validation epoch so far — marked partial ("*").
 package reports
 
 import (
@@ -48,6 +54,8 @@ type Options struct {
 type Cell struct {
 	Paper  string // "–" when the paper has no number
 	Ours   string // "–" when we have no result
+	Mark   string // "*": a partial result (units without results yet, see nllCell), else ""
+	Info   string // NLL cells: seeds and protocol fraction, e.g. "1 seed, 441/1000 ep."
 	Title  string // tooltip: seeds, units
 	Filled bool   // we have a result
 	Class  string // "better" / "worse" than the paper (lower NLL, higher stability), or ""
@@ -69,6 +77,12 @@ type TableView struct {
 	Columns []string      // second header row: one name per Cell column
 	Rows    []TableRow
 	Note    string
+	// DataNotes say, per column group, which data the cells used and what was published
+	// for those data.
+	DataNotes []string
+	// Restates is the ID of the table whose cells this one shows in another NLL convention
+	// ("" for the paper's tables).
+	Restates string
 }
 
 // FlatColumns are the column names prefixed by their group (for one-row headers).
@@ -111,6 +125,7 @@ type UnitRow struct {
 	Resumed                          bool
 	Host, GitRev, Backend, Recorded  string
 	Stale                            bool // a stale unit shown because of Options.AllUnits
+	Partial                          bool // a training unit without results yet (see nllCell)
 }
 
 // Report is everything the templates render.
@@ -120,14 +135,17 @@ type Report struct {
 	Generated string
 	Rows      int
 	Units     int
-	Specs     []string
-	GitRevs   []string
-	Tables    []TableView
-	Curves    []Figure
-	Energy    []Figure
-	Distances []Figure
-	Stability []Figure
-	Molecules []Figure // grids of sampled molecules (stability units that kept samples.parquet)
+	// PartialUnits counts the training units without results shown from their run
+	// directories (interrupted mid-run or still running).
+	PartialUnits int
+	Specs        []string
+	GitRevs      []string
+	Tables       []TableView
+	Curves       []Figure
+	Energy       []Figure
+	Distances    []Figure
+	Stability    []Figure
+	Molecules    []Figure // grids of sampled molecules (stability units that kept samples.parquet)
 	// BG is the Boltzmann-generator section (nil without such results).
 	BG       *BGSection
 	UnitRows []UnitRow
@@ -135,6 +153,25 @@ type Report struct {
 	// latest expansion of their spec: left out, or included when AllUnits (Generate).
 	StaleUnits, StaleRows int
 	AllUnits              bool
+}
+
+// FilledCells counts the table cells with our results (a table restating another's cells in
+// the other NLL convention is not counted again).
+func (r *Report) FilledCells() int {
+	n := 0
+	for _, t := range r.Tables {
+		if t.Restates != "" {
+			continue
+		}
+		for _, row := range t.Rows {
+			for _, c := range row.Cells {
+				if c.Filled {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
 
 // StaleNote is the report's sentence about stale units ("" when there are none).
@@ -159,6 +196,11 @@ type unitRec struct {
 	// something else: Boltzmann-generator training (objective, finetune stage, own data_dir)
 	// and evaluations of such units, nll on another split. "" for the paper's protocol.
 	variant string
+	// partial marks a training unit without a results part, read from its run directory
+	// (stateRuns): its metrics are the best validation epoch so far.
+	partial bool
+	// planned is the number of epochs the unit's run planned (run.json; 0 unknown).
+	planned int
 }
 
 func (u *unitRec) value(metric string) float64 {
@@ -182,9 +224,17 @@ type index struct {
 	models []string             // model kinds seen (train units), paper order first
 }
 
-func buildIndex(rows []jobs.Row) *index {
+// buildIndex organises rows and the partial training units (units without results, read
+// from their run directories) for lookups; planned gives the epochs each run planned.
+func buildIndex(rows []jobs.Row, runs stateRuns) *index {
 	byUnit := map[string]*unitRec{}
 	var order []string
+	for _, u := range runs.partial {
+		if _, dup := byUnit[u.first.Unit]; !dup {
+			byUnit[u.first.Unit] = u
+			order = append(order, u.first.Unit)
+		}
+	}
 	for _, r := range rows {
 		u, ok := byUnit[r.Unit]
 		if !ok {
@@ -198,6 +248,9 @@ func buildIndex(rows []jobs.Row) *index {
 		if r.RecordedAt.After(u.recorded) {
 			u.recorded = r.RecordedAt
 		}
+	}
+	for id, u := range byUnit {
+		u.planned = runs.planned[id]
 	}
 	for _, id := range order { // training units first: evaluations inherit their variant
 		if u := byUnit[id]; u.first.UnitKind == jobs.KindTrain {
@@ -322,9 +375,23 @@ type agg struct {
 	n         int
 	seeds     []int64
 	units     []string
+	recs      []*unitRec
 }
 
+// aggregate averages metric over the finished units (not partial) of the paper's protocol
+// matching kind, dataset, model, label and n_data (nData < 0: any).
 func (ix *index) aggregate(kind, dataset, model, label string, nData int64, metric string) agg {
+	return ix.aggregateOf(kind, dataset, model, label, nData, func(u *unitRec) float64 {
+		if u.partial {
+			return math.NaN()
+		}
+		return u.value(metric)
+	})
+}
+
+// aggregateOf averages value over the units of the paper's protocol matching kind, dataset,
+// model, label and n_data (nData < 0: any); units whose value is NaN are left out.
+func (ix *index) aggregateOf(kind, dataset, model, label string, nData int64, value func(*unitRec) float64) agg {
 	var a agg
 	var vals []float64
 	for _, u := range ix.units {
@@ -332,13 +399,14 @@ func (ix *index) aggregate(kind, dataset, model, label string, nData int64, metr
 		if u.variant != "" || f.UnitKind != kind || f.Dataset != dataset || f.Model != model || f.Label != label || (nData >= 0 && f.NData != nData) {
 			continue
 		}
-		v := u.value(metric)
+		v := value(u)
 		if math.IsNaN(v) {
 			continue
 		}
 		vals = append(vals, v)
 		a.seeds = append(a.seeds, f.Seed)
 		a.units = append(a.units, f.Unit)
+		a.recs = append(a.recs, u)
 	}
 	a.n = len(vals)
 	if a.n == 0 {
@@ -448,13 +516,18 @@ func cell(paper float64, a agg, f format, lowerBetter bool) Cell {
 
 // Build organises rows into a Report.
 func Build(rows []jobs.Row, o Options) *Report {
+	return build(rows, stateRuns{}, o)
+}
+
+// build is Build with what the state directories' unit directories add (Generate).
+func build(rows []jobs.Row, runs stateRuns, o Options) *Report {
 	if o.Title == "" {
 		o.Title = "enflow results"
 	}
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	ix := buildIndex(rows)
+	ix := buildIndex(rows, runs)
 	r := &Report{Title: o.Title, Source: o.Source, Generated: o.Now.UTC().Format("2006-01-02 15:04 UTC"), Rows: len(rows)}
 	specs, revs, units := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, row := range rows {
@@ -472,7 +545,7 @@ func Build(rows []jobs.Row, o Options) *Report {
 			others = append(others, m)
 		}
 	}
-	r.Tables = []TableView{table1(ix, others), table2(ix, others), table3(ix, others)}
+	r.Tables = []TableView{table1(ix, others, withNormaliser), table1(ix, others, withoutNormaliser), table2(ix, others), table3(ix, others)}
 	r.Curves = curveFigures(ix, others)
 	r.Energy = energyFigures(ix, others)
 	r.BG = bgSection(ix, others)
@@ -486,6 +559,14 @@ func Build(rows []jobs.Row, o Options) *Report {
 			Recorded: u.recorded.UTC().Format("2006-01-02 15:04")}
 		if f.Model == "" {
 			row.Model = f.Label
+		}
+		if u.partial {
+			r.PartialUnits++
+			row.Partial, row.WallS, row.Recorded = true, "–", u.recorded.UTC().Format("2006-01-02 15:04")+" (metrics.csv)"
+			row.Main = "no result yet; best-validation " + row.Main
+			if fr := fraction([]*unitRec{u}); fr != "" {
+				row.Main += " after " + fr
+			}
 		}
 		if f.NData > 0 {
 			row.NData = strconv.FormatInt(f.NData, 10)
@@ -547,14 +628,34 @@ func mainValue(u *unitRec) string {
 	return ""
 }
 
-func table1(ix *index, others []string) TableView {
+// table1 is the paper's Table 1 in an NLL convention: withNormaliser (the paper's) or
+// withoutNormaliser, whose paper numbers are the paper's minus the normaliser.
+func table1(ix *index, others []string, metric string) TableView {
 	t := TableView{ID: "table1", Caption: "Table 1 — test NLL (nats) on DW4 and LJ13 by number of training samples",
-		Note: "Ours: test NLL at the epoch of best validation NLL (REFERENCE §1.4), mean ± std over seeds (count). " +
-			"Green: lower than the paper; red: higher. Other training-set sizes are listed under Units."}
+		Note: "Ours: test NLL at the epoch of best validation NLL (REFERENCE §1.4), with the Gaussian prior's normaliser " +
+			"as in the paper, mean ± std over seeds, then the number of seeds and the epochs completed of the " +
+			"paper's schedule for that n_data (DW4 1000/300/50/6, LJ13 500/1000/300/50). Green: lower than the paper; " +
+			"red: higher. The same numbers without the normaliser follow. Other training-set sizes are listed under Units."}
+	if metric == withoutNormaliser {
+		var offs []string
+		for _, ds := range Table1Datasets {
+			offs = append(offs, datasetName(ds)+" "+formatValue(gaussianNormaliser(ds), fmtNLL))
+		}
+		t.ID, t.Restates = "table1-without-normaliser", "table1"
+		t.Caption = "Table 1 without the Gaussian normaliser — test NLL (nats) minus ½·(N−1)·D·ln 2π (the bgflow convention)"
+		t.Note = "The convention of bgflow-based work (e.g. Köhler, Klein & Noé 2020): the NLL without the normaliser ½·(N−1)·D·ln 2π of " +
+			"the mean-free Gaussian prior (" + strings.Join(offs, ", ") + " nats). The paper's numbers here are converted " +
+			"by us: its Table 1 minus that constant, which is exact. Ours: test_nll_without_normaliser of the same " +
+			"units as above; seeds, epochs, colours and data as there."
+	}
 	for _, ds := range Table1Datasets {
 		t.Groups = append(t.Groups, HeaderGroup{Name: datasetName(ds), Span: len(Table1Sizes[ds]), Cols: 2 * len(Table1Sizes[ds])})
 		for _, n := range Table1Sizes[ds] {
 			t.Columns = append(t.Columns, sizeLabel(n))
+		}
+		if metric == withNormaliser {
+			d := Table1Data[ds]
+			t.DataNotes = append(t.DataNotes, datasetName(ds)+" data: "+d.Data+" "+d.Published)
 		}
 	}
 	addRow := func(kind string, extra bool) {
@@ -564,8 +665,11 @@ func table1(ix *index, others []string) TableView {
 				paper := math.NaN()
 				if p, ok := Table1[kind][ds]; ok {
 					paper = p[i]
+					if metric == withoutNormaliser {
+						paper -= gaussianNormaliser(ds)
+					}
 				}
-				row.Cells = append(row.Cells, cell(paper, ix.aggregate(jobs.KindTrain, ds, kind, "", n, "test_nll"), fmtNLL, true))
+				row.Cells = append(row.Cells, ix.nllCell(paper, jobs.KindTrain, ds, kind, "", n, metric, fmtNLL))
 			}
 		}
 		t.Rows = append(t.Rows, row)
@@ -581,6 +685,7 @@ func table1(ix *index, others []string) TableView {
 			}
 		}
 	}
+	t.Note += partialNote(t)
 	return t
 }
 
@@ -633,9 +738,12 @@ func table2(ix *index, others []string) TableView {
 
 func table3(ix *index, others []string) TableView {
 	t := TableView{ID: "table3", Caption: "Table 3 — QM9 Positional: NLL and JS divergence of relative distances",
-		Columns: []string{"NLL", "JS(rel. dist)"},
-		Note: fmt.Sprintf("JS against analyzed_19 (REFERENCE §3.2). The Data row evaluates the real 19-atom test molecules "+
-			"(reference value %s).", formatValue(ReferenceJSData, fmtJS))}
+		Columns: []string{"NLL", "JS(rel. dist)", "NLL w/o normaliser"},
+		Note: fmt.Sprintf("NLL: test NLL at the epoch of best validation NLL, with the Gaussian prior's normaliser as the "+
+			"paper, then the number of seeds and the epochs completed of the paper's 1000. NLL w/o normaliser: "+
+			"the same without ½·(N−1)·D·ln 2π = %s nats (the bgflow convention; the paper's number converted by us). "+
+			"JS against analyzed_19 (REFERENCE §3.2). The Data row evaluates the real 19-atom test molecules "+
+			"(reference value %s).", formatValue(gaussianNormaliser("qm9-positional"), fmtNLL), formatValue(ReferenceJSData, fmtJS))}
 	ds := "qm9-positional"
 	add := func(kind, name string, nll, js float64, extra bool) {
 		row := TableRow{Name: name, Kind: kind, Extra: extra}
@@ -646,8 +754,9 @@ func table3(ix *index, others []string) TableView {
 		nNLL := ix.largestNData(jobs.KindTrain, ds, model, label)
 		nJS := ix.largestNData(jobs.KindJS, ds, model, label)
 		row.Cells = []Cell{
-			cell(nll, ix.aggregate(jobs.KindTrain, ds, model, label, nNLL, "test_nll"), fmtNLL1, true),
+			ix.nllCell(nll, jobs.KindTrain, ds, model, label, nNLL, withNormaliser, fmtNLL1),
 			cell(js, ix.aggregate(jobs.KindJS, ds, model, label, nJS, "js"), fmtJS, true),
+			ix.nllCell(nll-gaussianNormaliser(ds), jobs.KindTrain, ds, model, label, nNLL, withoutNormaliser, fmtNLL1),
 		}
 		t.Rows = append(t.Rows, row)
 	}
@@ -662,6 +771,7 @@ func table3(ix *index, others []string) TableView {
 	if ix.largestNData(jobs.KindJS, ds, "", "data") >= 0 {
 		add("data", "Data (test split)", math.NaN(), math.NaN(), true)
 	}
+	t.Note += partialNote(t)
 	return t
 }
 
@@ -954,7 +1064,7 @@ func Generate(srcs []string, htmlOut, mdOut string, o Options) (*Report, error) 
 	if len(srcs) == 0 {
 		return nil, fmt.Errorf("reports: no results given")
 	}
-	var rows, staleRows []jobs.Row
+	var rows, staleRows, all []jobs.Row
 	for _, src := range srcs {
 		cur, stale, err := jobs.ReadCurrentResults(src)
 		if err != nil {
@@ -962,6 +1072,8 @@ func Generate(srcs []string, htmlOut, mdOut string, o Options) (*Report, error) 
 		}
 		rows = append(rows, cur...)
 		staleRows = append(staleRows, stale...)
+		all = append(all, cur...)
+		all = append(all, stale...)
 	}
 	stale := jobs.StaleOf(staleRows)
 	if o.AllUnits {
@@ -970,7 +1082,21 @@ func Generate(srcs []string, htmlOut, mdOut string, o Options) (*Report, error) 
 	if o.Source == "" {
 		o.Source = strings.Join(srcs, ", ")
 	}
-	r := Build(rows, o)
+	finished := map[string]bool{}
+	for _, row := range all {
+		finished[row.Unit] = true
+	}
+	runs := stateRuns{planned: map[string]int{}}
+	seenState := map[string]bool{}
+	for _, src := range srcs {
+		if state := jobs.StateDirOf(src); state != "" && !seenState[state] {
+			seenState[state] = true
+			if err := readStateRuns(state, finished, o.AllUnits, &runs); err != nil {
+				return nil, err
+			}
+		}
+	}
+	r := build(rows, runs, o)
 	r.StaleUnits, r.StaleRows, r.AllUnits = len(stale.Units), stale.Rows, o.AllUnits
 	if o.AllUnits {
 		isStale := map[string]bool{}

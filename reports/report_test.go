@@ -92,10 +92,10 @@ func findRow(t *testing.T, tv TableView, kind string) TableRow {
 
 func TestBuildTables(t *testing.T) {
 	r := Build(sampleRows(), Options{Now: t0, Source: "src"})
-	if len(r.Tables) != 3 {
+	if len(r.Tables) != 4 {
 		t.Fatalf("%d tables", len(r.Tables))
 	}
-	t1, t2, t3 := r.Tables[0], r.Tables[1], r.Tables[2]
+	t1, t2, t3 := r.Tables[0], r.Tables[2], r.Tables[3]
 	tests := []struct {
 		name       string
 		table      TableView
@@ -108,7 +108,7 @@ func TestBuildTables(t *testing.T) {
 		titleHas   string
 		extraModel bool
 	}{
-		{"mean and std over two seeds; superseded run ignored", t1, "enf", 0, "8.31", "8.50 ± 0.14 (2)", true, "worse", "seeds 1, 2", false},
+		{"mean and std over two seeds; superseded run ignored", t1, "enf", 0, "8.31", "8.50 ± 0.14", true, "worse", "seeds 1, 2", false},
 		{"missing cell", t1, "enf", 1, "8.15", "–", false, "", "", false},
 		{"LJ13 kernel n=10, better than the paper", t1, "kernel", 4, "35.03", "30.00", true, "better", "units 0000000000000004", false},
 		{"paper row without results", t1, "gnf", 3, "7.95", "–", false, "", "", false},
@@ -245,8 +245,8 @@ func TestMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"## Table 1 — test NLL",
 		"| Model | DW4 10² | DW4 10³ | DW4 10⁴ | DW4 10⁵ | LJ13 10 | LJ13 10² | LJ13 10³ | LJ13 10⁴ |",
-		"| E-NF | 8.31 / **8.50 ± 0.14 (2)** | 8.15 / – |",
-		"| *Gaussian (stand-in)* | – / **18.50** |",
+		"| E-NF | 8.31 / **8.50 ± 0.14** (2 seeds) | 8.15 / – |",
+		"| *Gaussian (stand-in)* | – / **18.50** (1 seed) |",
 		"| Data | – / – | 99% / **98.5%** | 95.2% / **87.0%** |",
 		"| `0000000000000002` | spec | train | DW4 | E-NF | 100 | 1 | test_nll 8.40 |",
 	} {
@@ -370,7 +370,8 @@ func TestHTMLReportInChromium(t *testing.T) {
 	}
 	// Row cells: model name, then paper/ours pairs; DW4 n=100 is the first pair.
 	enf := rows["enf"]
-	if len(enf) != 17 || enf[0] != "E-NF" || enf[1] != "8.31" || enf[2] != "8.50 ± 0.14 (2)" || enf[4] != "–" {
+	// Our cell: the value, then (on its own line) seeds and protocol fraction.
+	if len(enf) != 17 || enf[0] != "E-NF" || enf[1] != "8.31" || enf[2] != "8.50 ± 0.14"+"2 seeds" || enf[4] != "–" {
 		t.Errorf("Table 1 E-NF row: %q", enf)
 	}
 	if !strings.Contains(classes["enf"][2], "filled") || !strings.Contains(classes["enf"][4], "empty") {

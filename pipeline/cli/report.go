@@ -47,19 +47,9 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	filled := 0
-	for _, t := range r.Tables {
-		for _, row := range t.Rows {
-			for _, c := range row.Cells {
-				if c.Filled {
-					filled++
-				}
-			}
-		}
-	}
 	abs, _ := filepath.Abs(out)
 	sum := map[string]any{
-		"html": out, "rows": r.Rows, "units": r.Units, "filled_cells": filled,
+		"html": out, "rows": r.Rows, "units": r.Units, "filled_cells": r.FilledCells(), "partial_units": r.PartialUnits,
 		"curves": len(r.Curves), "energy_histograms": len(r.Energy), "distance_histograms": len(r.Distances),
 		"url": "file://" + abs,
 	}
