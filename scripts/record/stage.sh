@@ -3,24 +3,25 @@
 # (reports/results/<spec>/, e.g. jobs/table1_dw4.toml's state_dir) for `git commit`:
 #
 #   results/*.parquet                     every result part (immutable, a few KB each)
-#   units/*/{unit,done}.json, attempts.jsonl, log.txt
+#   manifests/*.json                      the unit ids of the spec's latest expansion
+#   units/*/{unit,done}.json, attempts.jsonl
 #   units/*/run*/{run,model,result}.json, metrics.csv, best/   (best/: the best-validation model)
 #   units/*/samples.parquet               an evaluation unit's samples (when under 1 MB)
 #   the newest checkpoint pair of every unit that has not finished yet, so that the next
 #   `enflow jobs run` resumes it instead of restarting it.
 #
-# Rolling checkpoints of finished units, metrics.parquet (metrics.csv holds the same) and lock
-# files stay out. Usage: scripts/record/stage.sh reports/results/table1_dw4 [--dry-run]
+# Rolling checkpoints of finished units, metrics.parquet (metrics.csv holds the same), the
+# child processes' log.txt (hundreds of KB per unit) and lock files stay out. Usage: scripts/record/stage.sh reports/results/table1_dw4 [--dry-run]
 set -euo pipefail
 dir="${1:?usage: stage.sh STATE_DIR [--dry-run]}"
 dry="${2:-}"
 [ -d "$dir/units" ] || { echo "stage.sh: $dir has no units/ directory: not a job state directory" >&2; exit 1; }
 files=()
 shopt -s nullglob
-for f in "$dir"/results/*.parquet; do files+=("$f"); done
+for f in "$dir"/results/*.parquet "$dir"/manifests/*.json; do files+=("$f"); done
 for u in "$dir"/units/*/; do
     u="${u%/}"
-    for f in "$u"/unit.json "$u"/done.json "$u"/attempts.jsonl "$u"/log.txt; do [ -f "$f" ] && files+=("$f"); done
+    for f in "$u"/unit.json "$u"/done.json "$u"/attempts.jsonl; do [ -f "$f" ] && files+=("$f"); done
     if [ -f "$u/samples.parquet" ] && [ "$(stat -c %s "$u/samples.parquet")" -lt 1048576 ]; then files+=("$u/samples.parquet"); fi
     for r in "$u"/run "$u"/finetune; do
         [ -d "$r" ] || continue
