@@ -234,17 +234,7 @@ poll:
 
 	// Attempt 2 completes.
 	rerunStart := time.Now()
-	var log2 bytes.Buffer
-	run2 := enflow(runArgs...)
-	run2.Stderr = &log2
-	out, err = run2.Output()
-	if err != nil {
-		t.Fatalf("rerun: %v\n%s", err, log2.String())
-	}
-	var sum Summary
-	if err := json.Unmarshal(out, &sum); err != nil {
-		t.Fatalf("rerun --json: %v\n%s", err, out)
-	}
+	sum, _ := runJobsJSON(t, enflow(runArgs...))
 	t.Logf("rerun: %v in %.1f s", sum.Counts, time.Since(rerunStart).Seconds())
 	if sum.Count(OutcomeRan) != 3 {
 		t.Fatalf("rerun counts %v, want 3 ran", sum.Counts)

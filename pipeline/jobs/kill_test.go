@@ -180,17 +180,7 @@ func TestMiniSpecKillAndResume(t *testing.T) {
 	}
 
 	// Run 2 completes.
-	var log2 bytes.Buffer
-	run2 := enflow(ctx, "jobs", "run", specPath, "--data", data, "--state", state, "--json")
-	run2.Stderr = &log2
-	out, err = run2.Output()
-	if err != nil {
-		t.Fatalf("rerun: %v\n%s", err, log2.String())
-	}
-	var sum Summary
-	if err := json.Unmarshal(out, &sum); err != nil {
-		t.Fatalf("rerun --json: %v\n%s", err, out)
-	}
+	sum, log2 := runJobsJSON(t, enflow(ctx, "jobs", "run", specPath, "--data", data, "--state", state, "--json"))
 	t.Logf("rerun: %v in %.1f s", sum.Counts, sum.WallS)
 	reports := map[string]UnitReport{}
 	for _, r := range sum.Reports {
@@ -211,8 +201,8 @@ func TestMiniSpecKillAndResume(t *testing.T) {
 		}
 		t.Logf("the killed unit's checkpoint could not be resumed; it restarted cleanly")
 	}
-	if !strings.Contains(log2.String(), "resum") {
-		t.Errorf("rerun log does not mention resuming:\n%s", log2.String())
+	if !strings.Contains(log2, "resum") {
+		t.Errorf("rerun log does not mention resuming:\n%s", log2)
 	}
 	if sum.Count(OutcomeRan)+sum.Count(OutcomeDone) != 4 {
 		t.Errorf("rerun counts %v", sum.Counts)
@@ -285,4 +275,21 @@ func TestMiniSpecKillAndResume(t *testing.T) {
 	if sum3.Count(OutcomeDone) != 4 {
 		t.Errorf("third run counts %v, want 4 done", sum3.Counts)
 	}
+}
+
+// runJobsJSON runs an `enflow jobs run … --json` command to completion and returns its
+// decoded Summary and its stderr (the scheduler's log).
+func runJobsJSON(t *testing.T, cmd *exec.Cmd) (Summary, string) {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("rerun: %v\n%s", err, stderr.String())
+	}
+	var sum Summary
+	if err := json.Unmarshal(out, &sum); err != nil {
+		t.Fatalf("rerun --json: %v\n%s", err, out)
+	}
+	return sum, stderr.String()
 }
