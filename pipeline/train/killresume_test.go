@@ -85,10 +85,24 @@ func resumeArgs(out string) []string {
 	return []string{"train", "--out", out, "--resume", "--no-progress", "--json"}
 }
 
+// childEnv is the environment of the binary's runs: the test's own, less $GOMLX_BACKEND. The
+// binary is built without build tags (SimpleGo only), so an engine the test process was asked
+// for (the XLA suite sets GOMLX_BACKEND=xla:cpu) would only make every run a usage error.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMLX_BACKEND=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // runEnflow runs the binary to completion.
 func runEnflow(t *testing.T, bin string, args ...string) (stdout string) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Env = childEnv()
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	if err := cmd.Run(); err != nil {
@@ -101,6 +115,7 @@ func runEnflow(t *testing.T, bin string, args ...string) (stdout string) {
 func startEnflow(t *testing.T, bin string, stderr *bytes.Buffer, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
