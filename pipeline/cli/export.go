@@ -22,6 +22,7 @@ func runExport(ctx context.Context, env *Env, args []string) error {
 	var (
 		results, samples, out, format string
 		dedupe, asJSON, perMolecule   bool
+		allUnits                      bool
 	)
 	fs := NewFlagSet(env, "export", "--results DIR|FILE --out FILE.arrow|FILE.parquet  |  --samples STATE_DIR|FILE --out FILE\n"+
 		"       enflow export --samples MOLECULES.parquet|.arrow --format xyz|extxyz|sdf --out FILE|DIR [--per-molecule]\n\n"+
@@ -36,6 +37,7 @@ func runExport(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&format, "format", "", "molecule export `format`: xyz, extxyz or sdf")
 	fs.BoolVar(&perMolecule, "per-molecule", false, "molecule export: one file per molecule (mol_<id>.xyz|.sdf) in the directory --out")
 	fs.BoolVar(&dedupe, "dedupe", false, "results: keep only the latest row per (unit, metric)")
+	fs.BoolVar(&allUnits, "all-units", false, "results and samples of a state directory: also export stale units, those no longer in the latest jobs run expansion of their spec (left out by default, as in enflow report)")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
 	if err := Parse(fs, args); err != nil {
 		return err
@@ -64,17 +66,28 @@ func runExport(ctx context.Context, env *Env, args []string) error {
 	)
 	what := "results"
 	if results != "" {
-		st, err = export.Results(results, out, export.Options{Dedupe: dedupe})
+		st, err = export.Results(results, out, export.Options{Dedupe: dedupe, AllUnits: allUnits})
 	} else {
+		if dedupe {
+			return fmt.Errorf("%w: --dedupe applies to --results only", ErrUsage)
+		}
 		what = "samples"
-		st, err = export.Samples(samples, out)
+		st, err = export.Samples(samples, out, export.Options{AllUnits: allUnits})
 	}
 	if err != nil {
 		return err
 	}
-	return Summary(env, asJSON, map[string]any{
+	sum := map[string]any{
 		"what": what, "out": st.Out, "format": st.Format, "rows": st.Rows, "units": st.Units, "files": st.Files,
-	})
+	}
+	if st.StaleUnits > 0 {
+		key := "stale_units_left_out"
+		if allUnits {
+			key = "stale_units_included"
+		}
+		sum[key], sum["stale_rows"] = st.StaleUnits, st.StaleRows
+	}
+	return Summary(env, asJSON, sum)
 }
 
 // runExportMolecules is `enflow export --samples TABLE --format xyz|extxyz|sdf`.

@@ -292,6 +292,26 @@ split = "train"
 		t.Errorf("report --all-units: %d RealNVP units (want 2), summary %v:\n%s", n, sum, md)
 	}
 
+	// export --results leaves out the same stale rows (and says so); --all-units puts them back.
+	exportRows := func(extra ...string) (rows int, sum map[string]any) {
+		t.Helper()
+		path := filepath.Join(dir, "r.parquet")
+		out := run(append([]string{"export", "--results", state, "--out", path, "--json"}, extra...)...)
+		if err := json.Unmarshal([]byte(out), &sum); err != nil {
+			t.Fatalf("export --json: %v\n%s", err, out)
+		}
+		got, err := jobs.ReadResultsFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got), sum
+	}
+	curRows, sum := exportRows()
+	allRows, sumAll := exportRows("--all-units")
+	if sum["stale_units_left_out"] != 2.0 || sumAll["stale_units_included"] != 2.0 || sum["stale_rows"] == nil ||
+		allRows != curRows+int(sum["stale_rows"].(float64)) {
+		t.Errorf("export: %d rows (summary %v), --all-units %d rows (summary %v)", curRows, sum, allRows, sumAll)
+	}
 	if out := run(append([]string{"jobs", "prune", spec, "--dry-run"}, common...)...); !strings.Contains(out, "2 stale units would be moved") {
 		t.Errorf("jobs prune --dry-run:\n%s", out)
 	}

@@ -6,8 +6,9 @@
 //
 // The results parts themselves (STATE/results/part-*.parquet) already form one table for
 // DuckDB — SELECT … FROM 'out/jobs/table1_dw4/results/*.parquet' — and the export is the same
-// rows in one file (optionally deduplicated, see Options.Dedupe). Both files carry the
-// key-value metadata enflow.schema ("results/v1" or "samples/v1"). Arrow IPC files are
+// rows in one file (optionally deduplicated, see Options.Dedupe), less the rows of stale units
+// (no longer in their spec's manifest, see Options.AllUnits), which the parts still hold. Both
+// files carry the key-value metadata enflow.schema ("results/v1" or "samples/v1"). Arrow IPC files are
 // uncompressed record batches; Parquet files are zstd-compressed with the Arrow schema in the
 // footer (see etl/table).
 //

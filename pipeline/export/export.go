@@ -24,6 +24,11 @@ type Options struct {
 	// Dedupe keeps, for each (unit, metric), only the most recently recorded row. The runner
 	// never writes a unit twice; this guards against merged or copied results directories.
 	Dedupe bool
+	// AllUnits keeps the rows and samples of stale units: units of a spec whose manifest in
+	// the state directory (STATE/manifests, written by every jobs run) no longer lists them
+	// because the spec, its data or the code changed. By default they are left out, as in
+	// enflow report; a results file or a directory without manifests exports every row.
+	AllUnits bool
 }
 
 // Stats describes an export.
@@ -33,10 +38,15 @@ type Stats struct {
 	Rows   int    `json:"rows"`
 	Units  int    `json:"units"`
 	Files  int    `json:"files"` // input files read
+	// StaleUnits and StaleRows count the stale units (and their rows, or samples) left out,
+	// or included with Options.AllUnits; see Options.AllUnits.
+	StaleUnits int `json:"stale_units"`
+	StaleRows  int `json:"stale_rows"`
 }
 
 // Results exports the results at src (a state directory, a results directory of parts, or a
-// results/v1 file) to out (.arrow or .parquet, by extension), atomically.
+// results/v1 file) to out (.arrow or .parquet, by extension), atomically. Rows of stale units
+// are left out unless o.AllUnits (see Options.AllUnits); Stats counts them either way.
 func Results(src, out string, o Options) (*Stats, error) {
 	format, err := table.FormatOf(out)
 	if err != nil {
@@ -49,9 +59,13 @@ func Results(src, out string, o Options) (*Stats, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("export: no results under %s (no results/part-*.parquet)", src)
 	}
-	rows, err := jobs.ReadResults(src)
+	rows, staleRows, err := jobs.ReadCurrentResults(src)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
+	}
+	stale := jobs.StaleOf(staleRows)
+	if o.AllUnits {
+		rows = append(rows, staleRows...)
 	}
 	if o.Dedupe {
 		rows = dedupe(rows)
@@ -69,7 +83,8 @@ func Results(src, out string, o Options) (*Stats, error) {
 	for _, r := range rows {
 		units[r.Unit] = true
 	}
-	return &Stats{Out: out, Format: format.String(), Rows: len(rows), Units: len(units), Files: len(files)}, nil
+	return &Stats{Out: out, Format: format.String(), Rows: len(rows), Units: len(units), Files: len(files),
+		StaleUnits: len(stale.Units), StaleRows: stale.Rows}, nil
 }
 
 func dedupe(rows []jobs.Row) []jobs.Row {
@@ -120,8 +135,10 @@ func SamplesSchema() *arrow.Schema {
 }
 
 // Samples exports the particle samples of the finished units of a state directory (or one
-// particles/v1 sample file) to out (.arrow or .parquet), atomically.
-func Samples(src, out string) (*Stats, error) {
+// particles/v1 sample file) to out (.arrow or .parquet), atomically. The samples of stale
+// units are left out unless o.AllUnits (o.Dedupe does not apply); Stats.StaleRows counts
+// their samples.
+func Samples(src, out string, o Options) (*Stats, error) {
 	if _, err := table.FormatOf(out); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
@@ -129,23 +146,48 @@ func Samples(src, out string) (*Stats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	var units []sampleUnit
+	var units, stale []sampleUnit
 	if fi.IsDir() {
 		if units, err = stateSamples(src); err != nil {
 			return nil, err
+		}
+		if units, stale, err = splitStaleSamples(src, units); err != nil {
+			return nil, err
+		}
+		if o.AllUnits {
+			units = append(units, stale...)
 		}
 	} else {
 		units = []sampleUnit{{unit: filepath.Base(src), path: src, seed: -1}}
 	}
 	if len(units) == 0 {
+		if len(stale) > 0 {
+			return nil, fmt.Errorf("export: no samples of current finished units under %s (%d stale units have samples: --all-units exports them)", src, len(stale))
+		}
 		return nil, fmt.Errorf("export: no samples of finished units under %s", src)
 	}
-	st := &Stats{Out: out, Units: len(units), Files: len(units)}
+	st := &Stats{Out: out, Units: len(units), Files: len(units), StaleUnits: len(stale)}
+	isStale := map[string]bool{}
+	for _, u := range stale {
+		isStale[u.unit] = true
+	}
+	if !o.AllUnits {
+		for _, u := range stale {
+			cfgs, err := table.ReadConfigs(u.path)
+			if err != nil {
+				return nil, fmt.Errorf("export: samples of stale unit %s: %w", u.unit, err)
+			}
+			st.StaleRows += len(cfgs)
+		}
+	}
 	err = table.WriteRecords(out, SamplesSchema(), func(b *array.RecordBuilder) error {
 		for _, u := range units {
 			cfgs, err := table.ReadConfigs(u.path)
 			if err != nil {
 				return fmt.Errorf("export: samples of unit %s: %w", u.unit, err)
+			}
+			if isStale[u.unit] {
+				st.StaleRows += len(cfgs)
 			}
 			for i := range cfgs {
 				if err := appendSample(b, &u, &cfgs[i]); err != nil {
@@ -265,6 +307,24 @@ func stateSamples(state string) ([]sampleUnit, error) {
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// splitStaleSamples separates the sample files of stale units (units of a spec with a
+// manifest in the state directory that are not in it, see jobs.SplitStale) from the others.
+// Units without a spec name, and specs without a manifest, are current.
+func splitStaleSamples(state string, units []sampleUnit) (current, stale []sampleUnit, err error) {
+	ms, err := jobs.ReadManifests(state)
+	if err != nil {
+		return nil, nil, fmt.Errorf("export: %w", err)
+	}
+	for _, u := range units {
+		if m, ok := ms[u.spec]; ok && !m.Lists(u.unit) {
+			stale = append(stale, u)
+		} else {
+			current = append(current, u)
+		}
+	}
+	return current, stale, nil
 }
 
 func fillMeta(u *sampleUnit, m map[string]any) {

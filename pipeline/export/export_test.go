@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,7 +151,7 @@ func TestExportRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	st, err := Samples(f.state, filepath.Join(out, "s.parquet"))
+	st, err := Samples(f.state, filepath.Join(out, "s.parquet"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +166,82 @@ func TestExportRoundTrip(t *testing.T) {
 		if _, err := Results(bad.src, bad.out, Options{}); err == nil {
 			t.Errorf("Results(%s, %s) accepted", bad.src, bad.out)
 		}
+	}
+}
+
+// TestExportStaleUnits: a unit the manifest of its spec no longer lists (the spec was edited
+// and run again) is left out of both exports by default, counted, and put back by AllUnits;
+// the same directory without a manifest exports everything.
+func TestExportStaleUnits(t *testing.T) {
+	f := writeFixture(t)
+	trainID := f.rows[0].Unit
+	m := &jobs.Manifest{Schema: jobs.ManifestSchema, Spec: "t", Units: []jobs.ManifestUnit{{ID: trainID, Kind: jobs.KindTrain}}}
+	if err := jobs.WriteManifest(f.state, m); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	for _, tc := range []struct {
+		name             string
+		all              bool
+		rows, units      int
+		staleU, staleRow int
+	}{
+		{"default", false, 4, 1, 1, 2},
+		{"all units", true, 6, 2, 1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(out, tc.name+".parquet")
+			st, err := Results(f.state, path, Options{AllUnits: tc.all})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Rows != tc.rows || st.Units != tc.units || st.StaleUnits != tc.staleU || st.StaleRows != tc.staleRow {
+				t.Errorf("results stats %+v, want rows %d units %d stale %d/%d", st, tc.rows, tc.units, tc.staleU, tc.staleRow)
+			}
+			got, err := jobs.ReadResultsFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range got {
+				if !tc.all && r.Unit != trainID {
+					t.Errorf("stale unit %s exported", r.Unit)
+				}
+			}
+			sp := filepath.Join(out, tc.name+"-samples.parquet")
+			ss, err := Samples(f.state, sp, Options{AllUnits: tc.all})
+			if !tc.all {
+				// The only finished unit with samples is the stale evaluation.
+				if err == nil || !strings.Contains(err.Error(), "--all-units") {
+					t.Fatalf("samples of a stale unit only: err %v, want one naming --all-units", err)
+				}
+				if _, serr := os.Stat(sp); !os.IsNotExist(serr) {
+					t.Errorf("failed samples export left %s (%v)", sp, serr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ss.Rows != 5 || ss.Units != 1 || ss.StaleUnits != 1 || ss.StaleRows != 5 {
+				t.Errorf("samples stats %+v, want 5 rows of 1 stale unit", ss)
+			}
+		})
+	}
+	// The evaluation listed again: nothing is stale.
+	m.Units = append(m.Units, jobs.ManifestUnit{ID: f.rows[len(f.rows)-1].Unit, Kind: jobs.KindEnergy, Parent: trainID})
+	if err := jobs.WriteManifest(f.state, m); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Results(f.state, filepath.Join(out, "listed.parquet"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := Samples(f.state, filepath.Join(out, "listed-samples.parquet"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rows != len(f.rows) || st.StaleUnits != 0 || ss.Rows != 5 || ss.StaleUnits != 0 {
+		t.Errorf("every unit listed: results %+v, samples %+v", st, ss)
 	}
 }
 
@@ -266,7 +343,7 @@ func TestExportDuckDB(t *testing.T) {
 		}
 	}
 	for _, p := range []string{smpPQ, smpArrow} {
-		if _, err := Samples(f.state, p); err != nil {
+		if _, err := Samples(f.state, p, Options{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -60,6 +60,16 @@ func (m *Manifest) ids() map[string]bool {
 	return out
 }
 
+// Lists reports whether the manifest has a unit with this ID.
+func (m *Manifest) Lists(id string) bool {
+	for _, u := range m.Units {
+		if u.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
 // ManifestOf is the manifest of a plan (every unit, in plan order).
 func ManifestOf(p *Plan) *Manifest {
 	m := &Manifest{Schema: ManifestSchema, Spec: p.Spec.Name, SpecPath: p.Spec.Path, DataDir: p.DataDir, Code: p.Code.Version,
