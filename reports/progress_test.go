@@ -136,7 +136,7 @@ func TestReportProgressAndConventions(t *testing.T) {
 	m := &jobs.Manifest{Schema: jobs.ManifestSchema, Spec: "spec"}
 	for _, id := range []string{"a000000000000001", "a000000000000002", "a000000000000003", "a000000000000004",
 		"b000000000000001", "b000000000000002"} {
-		m.Units = append(m.Units, jobs.ManifestUnit{ID: id, Kind: "train"})
+		m.Units = append(m.Units, jobs.UnitRef{ID: id, Kind: "train"})
 	}
 	if err := jobs.WriteManifest(state, m); err != nil {
 		t.Fatal(err)

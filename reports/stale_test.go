@@ -36,12 +36,12 @@ func TestReportLeavesOutStaleUnits(t *testing.T) {
 		n.RecordedAt = r.RecordedAt.Add(time.Hour)
 		rows = append(rows, n)
 	}
-	var current []jobs.ManifestUnit
+	var current []jobs.UnitRef
 	seen := map[string]bool{}
 	for _, r := range rows {
 		if !staleUnits[r.Unit] && !seen[r.Unit] {
 			seen[r.Unit] = true
-			current = append(current, jobs.ManifestUnit{ID: r.Unit, Kind: r.UnitKind})
+			current = append(current, jobs.UnitRef{ID: r.Unit, Kind: r.UnitKind})
 		}
 	}
 	tests := []struct {

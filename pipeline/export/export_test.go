@@ -175,7 +175,7 @@ func TestExportRoundTrip(t *testing.T) {
 func TestExportStaleUnits(t *testing.T) {
 	f := writeFixture(t)
 	trainID := f.rows[0].Unit
-	m := &jobs.Manifest{Schema: jobs.ManifestSchema, Spec: "t", Units: []jobs.ManifestUnit{{ID: trainID, Kind: jobs.KindTrain}}}
+	m := &jobs.Manifest{Schema: jobs.ManifestSchema, Spec: "t", Units: []jobs.UnitRef{{ID: trainID, Kind: jobs.KindTrain}}}
 	if err := jobs.WriteManifest(f.state, m); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestExportStaleUnits(t *testing.T) {
 		})
 	}
 	// The evaluation listed again: nothing is stale.
-	m.Units = append(m.Units, jobs.ManifestUnit{ID: f.rows[len(f.rows)-1].Unit, Kind: jobs.KindEnergy, Parent: trainID})
+	m.Units = append(m.Units, jobs.UnitRef{ID: f.rows[len(f.rows)-1].Unit, Kind: jobs.KindEnergy, Parent: trainID})
 	if err := jobs.WriteManifest(f.state, m); err != nil {
 		t.Fatal(err)
 	}

@@ -32,24 +32,12 @@ const ManifestSchema = "enflow.jobs.manifest/v1"
 // its data and the code version (no host, time or shard), so every shard of a run writes the
 // same bytes.
 type Manifest struct {
-	Schema   string         `json:"schema"`
-	Spec     string         `json:"spec"`
-	SpecPath string         `json:"spec_path"`
-	DataDir  string         `json:"data_dir"`
-	Code     string         `json:"code_version"`
-	Units    []ManifestUnit `json:"units"`
-}
-
-// ManifestUnit is one unit of a Manifest.
-type ManifestUnit struct {
-	ID      string `json:"id"`
-	Kind    string `json:"kind"`
-	Dataset string `json:"dataset"`
-	Model   string `json:"model,omitempty"`
-	NData   int    `json:"n_data,omitempty"`
-	Seed    int64  `json:"seed"`
-	Label   string `json:"label,omitempty"`
-	Parent  string `json:"parent,omitempty"`
+	Schema   string    `json:"schema"`
+	Spec     string    `json:"spec"`
+	SpecPath string    `json:"spec_path"`
+	DataDir  string    `json:"data_dir"`
+	Code     string    `json:"code_version"`
+	Units    []UnitRef `json:"units"`
 }
 
 func (m *Manifest) ids() map[string]bool {
@@ -73,13 +61,9 @@ func (m *Manifest) Lists(id string) bool {
 // ManifestOf is the manifest of a plan (every unit, in plan order).
 func ManifestOf(p *Plan) *Manifest {
 	m := &Manifest{Schema: ManifestSchema, Spec: p.Spec.Name, SpecPath: p.Spec.Path, DataDir: p.DataDir, Code: p.Code.Version,
-		Units: make([]ManifestUnit, 0, len(p.Units))}
+		Units: make([]UnitRef, 0, len(p.Units))}
 	for _, u := range p.Units {
-		mu := ManifestUnit{ID: u.ID, Kind: u.Kind, Dataset: u.Dataset, Model: u.Model, NData: u.NData, Seed: u.Seed, Label: u.Label}
-		if u.Parent != nil {
-			mu.Parent = u.Parent.ID
-		}
-		m.Units = append(m.Units, mu)
+		m.Units = append(m.Units, u.Ref())
 	}
 	return m
 }

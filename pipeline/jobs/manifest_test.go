@@ -22,7 +22,7 @@ func TestSplitStale(t *testing.T) {
 	man := func(spec string, ids ...string) *Manifest {
 		m := &Manifest{Schema: ManifestSchema, Spec: spec}
 		for _, id := range ids {
-			m.Units = append(m.Units, ManifestUnit{ID: id})
+			m.Units = append(m.Units, UnitRef{ID: id})
 		}
 		return m
 	}

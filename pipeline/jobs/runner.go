@@ -86,14 +86,7 @@ type Options struct {
 
 // UnitReport is one unit's line in a Summary.
 type UnitReport struct {
-	ID      string  `json:"id"`
-	Kind    string  `json:"kind"`
-	Dataset string  `json:"dataset"`
-	Model   string  `json:"model,omitempty"`
-	NData   int     `json:"n_data,omitempty"`
-	Seed    int64   `json:"seed"`
-	Label   string  `json:"label,omitempty"`
-	Parent  string  `json:"parent,omitempty"`
+	UnitRef
 	Outcome string  `json:"outcome"`
 	Resumed bool    `json:"resumed,omitempty"`
 	WallS   float64 `json:"wall_s,omitempty"`
@@ -233,10 +226,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			continue
 		}
 		sum.InShard++
-		rep := UnitReport{ID: u.ID, Kind: u.Kind, Dataset: u.Dataset, Model: u.Model, NData: u.NData, Seed: u.Seed, Label: u.Label}
-		if u.Parent != nil {
-			rep.Parent = u.Parent.ID
-		}
+		rep := UnitReport{UnitRef: u.Ref()}
 		switch {
 		case u.Unsupported != "":
 			rep.Outcome, rep.Error = OutcomeUnsupported, u.Unsupported

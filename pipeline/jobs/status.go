@@ -22,14 +22,7 @@ const (
 
 // UnitStatus is one unit's line in a StatusReport.
 type UnitStatus struct {
-	ID       string             `json:"id"`
-	Kind     string             `json:"kind"`
-	Dataset  string             `json:"dataset"`
-	Model    string             `json:"model,omitempty"`
-	NData    int                `json:"n_data,omitempty"`
-	Seed     int64              `json:"seed"`
-	Label    string             `json:"label,omitempty"`
-	Parent   string             `json:"parent,omitempty"`
+	UnitRef
 	InShard  bool               `json:"in_shard"`
 	State    string             `json:"state"`
 	Detail   string             `json:"detail,omitempty"`
@@ -77,11 +70,7 @@ func StatusOf(ctx context.Context, o Options) (*StatusReport, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		st := UnitStatus{ID: u.ID, Kind: u.Kind, Dataset: u.Dataset, Model: u.Model, NData: u.NData, Seed: u.Seed,
-			Label: u.Label, InShard: r.o.Shard.Contains(u)}
-		if u.Parent != nil {
-			st.Parent = u.Parent.ID
-		}
+		st := UnitStatus{UnitRef: u.Ref(), InShard: r.o.Shard.Contains(u)}
 		dir := r.unitDir(u)
 		attempts, _ := readAttempts(dir)
 		started, failed, killed, last := attemptStats(attempts)

@@ -46,6 +46,28 @@ type Unit struct {
 	InputErr error
 }
 
+// UnitRef names a unit in the runner's reports: the manifest, the run summary and the status
+// report embed it (its fields flatten into their JSON objects).
+type UnitRef struct {
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	Dataset string `json:"dataset"`
+	Model   string `json:"model,omitempty"`
+	NData   int    `json:"n_data,omitempty"`
+	Seed    int64  `json:"seed"`
+	Label   string `json:"label,omitempty"`
+	Parent  string `json:"parent,omitempty"` // attached evaluations: the training unit's ID
+}
+
+// Ref is the unit's UnitRef.
+func (u *Unit) Ref() UnitRef {
+	r := UnitRef{ID: u.ID, Kind: u.Kind, Dataset: u.Dataset, Model: u.Model, NData: u.NData, Seed: u.Seed, Label: u.Label}
+	if u.Parent != nil {
+		r.Parent = u.Parent.ID
+	}
+	return r
+}
+
 // Input is one input file of a unit, identified by content.
 type Input struct {
 	Role   string `json:"role"` // e.g. "train", "val", "test", "samples"
