@@ -154,40 +154,30 @@ func Samples(src, out string, o Options) (*Stats, error) {
 		if units, stale, err = splitStaleSamples(src, units); err != nil {
 			return nil, err
 		}
-		if o.AllUnits {
-			units = append(units, stale...)
-		}
 	} else {
 		units = []sampleUnit{{unit: filepath.Base(src), path: src, seed: -1}}
 	}
-	if len(units) == 0 {
+	if len(units) == 0 && (!o.AllUnits || len(stale) == 0) {
 		if len(stale) > 0 {
 			return nil, fmt.Errorf("export: no samples of current finished units under %s (%d stale units have samples: --all-units exports them)", src, len(stale))
 		}
 		return nil, fmt.Errorf("export: no samples of finished units under %s", src)
 	}
 	st := &Stats{Out: out, Units: len(units), Files: len(units), StaleUnits: len(stale)}
-	isStale := map[string]bool{}
-	for _, u := range stale {
-		isStale[u.unit] = true
-	}
-	if !o.AllUnits {
-		for _, u := range stale {
-			cfgs, err := table.ReadConfigs(u.path)
-			if err != nil {
-				return nil, fmt.Errorf("export: samples of stale unit %s: %w", u.unit, err)
-			}
-			st.StaleRows += len(cfgs)
-		}
+	if o.AllUnits {
+		st.Units, st.Files = len(units)+len(stale), len(units)+len(stale)
 	}
 	err = table.WriteRecords(out, SamplesSchema(), func(b *array.RecordBuilder) error {
-		for _, u := range units {
+		for k, u := range append(units, stale...) {
 			cfgs, err := table.ReadConfigs(u.path)
 			if err != nil {
 				return fmt.Errorf("export: samples of unit %s: %w", u.unit, err)
 			}
-			if isStale[u.unit] {
+			if k >= len(units) { // stale: counted, written only with AllUnits
 				st.StaleRows += len(cfgs)
+				if !o.AllUnits {
+					continue
+				}
 			}
 			for i := range cfgs {
 				if err := appendSample(b, &u, &cfgs[i]); err != nil {
@@ -317,8 +307,12 @@ func splitStaleSamples(state string, units []sampleUnit) (current, stale []sampl
 	if err != nil {
 		return nil, nil, fmt.Errorf("export: %w", err)
 	}
+	ids := map[string]map[string]bool{}
+	for name, m := range ms {
+		ids[name] = m.IDs()
+	}
 	for _, u := range units {
-		if m, ok := ms[u.spec]; ok && !m.Lists(u.unit) {
+		if in, ok := ids[u.spec]; ok && !in[u.unit] {
 			stale = append(stale, u)
 		} else {
 			current = append(current, u)

@@ -40,22 +40,13 @@ type Manifest struct {
 	Units    []UnitRef `json:"units"`
 }
 
-func (m *Manifest) ids() map[string]bool {
+// IDs is the set of the manifest's unit IDs.
+func (m *Manifest) IDs() map[string]bool {
 	out := make(map[string]bool, len(m.Units))
 	for _, u := range m.Units {
 		out[u.ID] = true
 	}
 	return out
-}
-
-// Lists reports whether the manifest has a unit with this ID.
-func (m *Manifest) Lists(id string) bool {
-	for _, u := range m.Units {
-		if u.ID == id {
-			return true
-		}
-	}
-	return false
 }
 
 // ManifestOf is the manifest of a plan (every unit, in plan order).
@@ -189,7 +180,7 @@ type StaleSummary struct {
 func SplitStale(rows []Row, manifests map[string]*Manifest) (current, stale []Row) {
 	ids := map[string]map[string]bool{}
 	for name, m := range manifests {
-		ids[name] = m.ids()
+		ids[name] = m.IDs()
 	}
 	for _, r := range rows {
 		if in, ok := ids[r.SpecName]; ok && !in[r.Unit] {

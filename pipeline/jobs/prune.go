@@ -47,7 +47,7 @@ func (r *runner) staleUnits() ([]StaleUnit, *Manifest, error) {
 	man := ms[name]
 	var inManifest map[string]bool
 	if man != nil {
-		inManifest = man.ids()
+		inManifest = man.IDs()
 	}
 	inPlan := map[string]bool{}
 	for _, u := range r.plan.Units {
