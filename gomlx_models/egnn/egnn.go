@@ -243,12 +243,12 @@ func EGNNWithPairs(ctx *context.Context, cfg Config, h, x *Node, pairs Pairs, ed
 	checkInputs(cfg, cfg.InNodeF, h, x, edgeAttr)
 	ctx = ctx.Checked(false)
 	mk := prepareMasks(cfg.DType, x, nodeMask, edgeMask)
-	if edgeAttr != nil {
+	checkPairs(x, pairs)
+	if edgeAttr != nil && edgeAttr != pairs.Radial { // pairs.Radial is already (B,N,N,1)
 		d := x.Shape().Dimensions
 		edgeAttr = Reshape(edgeAttr, d[0], d[1], d[1], cfg.EdgeAttrF)
 	}
 	h = graphutil.Linear(ctx.In(ScopeEmbedding), cfg.DType, h, cfg.InNodeF, cfg.Hidden, true)
-	checkPairs(x, pairs)
 	for k := range cfg.Layers {
 		h, x = layer(ctx.In(LayerScope(k)), cfg, h, x, pairs, edgeAttr, mk)
 		pairs = Pairs{} // layer k+1 sees the updated x
@@ -311,16 +311,22 @@ func edgePreactivation(ctx *context.Context, cfg Config, h, radial, edgeAttr *No
 		graphutil.Param(ctx, g, dt, "b", edgeIn, H))
 	hj := graphutil.Dense(h, graphutil.Param(ctx, g, dt, "w_hj", edgeIn, H, H))
 	pre := Add(Reshape(hi, b, n, 1, H), Reshape(hj, b, 1, n, H))
-	pre = Add(pre, Mul(radial, Reshape(graphutil.Param(ctx, g, dt, "w_r", edgeIn, 1, H), 1, 1, 1, H)))
-	if edgeAttr != nil {
-		we := graphutil.Param(ctx, g, dt, "w_e", edgeIn, cfg.EdgeAttrF, H)
-		if cfg.EdgeAttrF == 1 {
-			pre = Add(pre, Mul(edgeAttr, Reshape(we, 1, 1, 1, H)))
-		} else {
-			pre = Add(pre, graphutil.Dense(edgeAttr, we))
-		}
+	wr := graphutil.Param(ctx, g, dt, "w_r", edgeIn, 1, H)
+	if edgeAttr == nil {
+		return Add(pre, Mul(radial, Reshape(wr, 1, 1, 1, H)))
 	}
-	return pre
+	we := graphutil.Param(ctx, g, dt, "w_e", edgeIn, cfg.EdgeAttrF, H)
+	switch {
+	case edgeAttr == radial:
+		// The edge attribute is this layer's own r_ij (the E-NF dynamics' first layer):
+		// r·w_r + r·w_e = r·(w_r + w_e), one broadcast product over the pairs instead of two.
+		return Add(pre, Mul(radial, Reshape(Add(wr, we), 1, 1, 1, H)))
+	case cfg.EdgeAttrF == 1:
+		pre = Add(pre, Mul(edgeAttr, Reshape(we, 1, 1, 1, H)))
+	default:
+		pre = Add(pre, graphutil.Dense(edgeAttr, we))
+	}
+	return Add(pre, Mul(radial, Reshape(wr, 1, 1, 1, H)))
 }
 
 // layer is E_GCL with prepared masks; edgeAttr is nil or (B,N,N,E); pairs is NewPairs(x) or
