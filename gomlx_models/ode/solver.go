@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
@@ -98,7 +99,8 @@ type Solution struct {
 // Solver integrates an ODE with a list-of-tensors state from Go, running one compiled graph per
 // solver step: the graph evaluates all stages of the step and returns the new state, the FSAL
 // stage and the error ratio, so that Go only does step-size control (GoMLX has no While op). Graphs
-// are compiled per input shapes and cached. A Solver is not safe for concurrent use.
+// are compiled per input shapes and cached. Solve (and Eval) may be called from several goroutines
+// at once: the compiled graphs are shared and each solve keeps its own state and statistics.
 type Solver struct {
 	backend  backends.Backend
 	ctx      *context.Context
@@ -108,9 +110,14 @@ type Solver struct {
 	tab      *Tableau
 
 	stepExec, initExec, evalExec *context.Exec
-
-	live, peakLive int
+	// build serialises the building of this solver's graphs (new input shapes met by
+	// concurrent solves): GoMLX's Context.VariableWithShape writes to the variable even when it
+	// exists. XLA compilation and execution are not serialised.
+	build sync.Mutex
 }
+
+// liveCount tracks the solver-owned tensors alive during one solve (Stats.PeakLiveTensors).
+type liveCount struct{ live, peak int }
 
 // New creates a Solver for f with numState state tensors. Variables used by f live in ctx.
 func New(backend backends.Backend, ctx *context.Context, f Func, numState int, opts Options) (*Solver, error) {
@@ -184,6 +191,8 @@ func stateDType(y []*Node) dtypes.DType { return y[0].DType() }
 // stepGraph inputs: t0, dt (Float64 scalars), y0[n], k1[n] (FSAL only), args...
 // Outputs: y1[n], kLast[n] (FSAL only), error ratio (Float64 scalar; adaptive only).
 func (s *Solver) stepGraph(ctx *context.Context, in []*Node) []*Node {
+	s.build.Lock()
+	defer s.build.Unlock()
 	n := s.numState
 	t0, dt := in[0], in[1]
 	y0 := in[2 : 2+n]
@@ -208,6 +217,8 @@ func (s *Solver) stepGraph(ctx *context.Context, in []*Node) []*Node {
 // initGraph implements torchdiffeq's _select_initial_step with the mixed norm. Inputs: t0, dir
 // (±1, Float64 scalars), y0[n], args... Outputs: f0[n], h (Float64 scalar, > 0).
 func (s *Solver) initGraph(ctx *context.Context, in []*Node) []*Node {
+	s.build.Lock()
+	defer s.build.Unlock()
 	n := s.numState
 	t0, dir := in[0], in[1]
 	y0 := in[2 : 2+n]
@@ -249,6 +260,8 @@ func (s *Solver) initGraph(ctx *context.Context, in []*Node) []*Node {
 
 // evalGraph inputs: t (Float64 scalar), y[n], args... Outputs: f(t, y).
 func (s *Solver) evalGraph(ctx *context.Context, in []*Node) []*Node {
+	s.build.Lock()
+	defer s.build.Unlock()
 	n := s.numState
 	y := in[1 : 1+n]
 	f := Bind(ctx, s.f, in[1+n:], false)
@@ -285,18 +298,18 @@ func (s *Solver) stepExecCall(e *context.Exec, a float64, b *float64, y, k, args
 	return e.Exec(in...)
 }
 
-func (s *Solver) own(n int) {
-	s.live += n
-	s.peakLive = max(s.peakLive, s.live)
+func (c *liveCount) own(n int) {
+	c.live += n
+	c.peak = max(c.peak, c.live)
 }
 
-func (s *Solver) release(ts []*tensors.Tensor) {
+func (c *liveCount) release(ts []*tensors.Tensor) {
 	for _, t := range ts {
 		if t != nil {
 			_ = t.FinalizeAll()
 		}
 	}
-	s.live -= len(ts)
+	c.live -= len(ts)
 }
 
 // Solve integrates dy/dt = f(t, y) from t0 to t1 (either direction) starting at y0, with the
@@ -313,7 +326,7 @@ func (s *Solver) Solve(t0, t1 float64, y0, args []*tensors.Tensor) (*Solution, e
 		return nil, fmt.Errorf("ode: Solve needs %d state tensors, got %d", s.numState, len(y0))
 	}
 	start := time.Now()
-	s.live, s.peakLive = 0, 0
+	lc := &liveCount{}
 	sol := &Solution{}
 	if t0 == t1 {
 		sol.Y = y0
@@ -321,11 +334,11 @@ func (s *Solver) Solve(t0, t1 float64, y0, args []*tensors.Tensor) (*Solution, e
 	}
 	var err error
 	if s.tab.Adaptive() {
-		err = s.solveAdaptive(t0, t1, y0, args, sol)
+		err = s.solveAdaptive(lc, t0, t1, y0, args, sol)
 	} else {
-		err = s.solveFixed(t0, t1, y0, args, sol)
+		err = s.solveFixed(lc, t0, t1, y0, args, sol)
 	}
-	sol.Stats.PeakLiveTensors = s.peakLive
+	sol.Stats.PeakLiveTensors = lc.peak
 	sol.Stats.Wall = time.Since(start)
 	if err != nil {
 		return nil, err
@@ -333,7 +346,7 @@ func (s *Solver) Solve(t0, t1 float64, y0, args []*tensors.Tensor) (*Solution, e
 	return sol, nil
 }
 
-func (s *Solver) solveFixed(t0, t1 float64, y0, args []*tensors.Tensor, sol *Solution) error {
+func (s *Solver) solveFixed(lc *liveCount, t0, t1 float64, y0, args []*tensors.Tensor, sol *Solution) error {
 	steps := s.opts.Steps
 	h := (t1 - t0) / float64(steps)
 	y, owned := y0, false
@@ -346,13 +359,13 @@ func (s *Solver) solveFixed(t0, t1 float64, y0, args []*tensors.Tensor, sol *Sol
 		out, err := s.stepExecCall(s.stepExec, t, &dt, y, nil, args)
 		if err != nil {
 			if owned {
-				s.release(y)
+				lc.release(y)
 			}
 			return fmt.Errorf("ode: %s step %d at t=%g: %w", s.tab.Name, i, t, err)
 		}
-		s.own(len(out))
+		lc.own(len(out))
 		if owned {
-			s.release(y)
+			lc.release(y)
 		}
 		y, owned = out, true
 		sol.Times = append(sol.Times, t)
@@ -364,7 +377,7 @@ func (s *Solver) solveFixed(t0, t1 float64, y0, args []*tensors.Tensor, sol *Sol
 	return nil
 }
 
-func (s *Solver) solveAdaptive(t0, t1 float64, y0, args []*tensors.Tensor, sol *Solution) error {
+func (s *Solver) solveAdaptive(lc *liveCount, t0, t1 float64, y0, args []*tensors.Tensor, sol *Solution) error {
 	n := s.numState
 	span := t1 - t0
 	dir := math.Copysign(1, span)
@@ -377,7 +390,7 @@ func (s *Solver) solveAdaptive(t0, t1 float64, y0, args []*tensors.Tensor, sol *
 		if err != nil {
 			return fmt.Errorf("ode: evaluating f at t0=%g: %w", t0, err)
 		}
-		s.own(len(out))
+		lc.own(len(out))
 		k, h = out, s.opts.FirstStep
 		sol.Stats.NFE++
 	} else {
@@ -385,19 +398,19 @@ func (s *Solver) solveAdaptive(t0, t1 float64, y0, args []*tensors.Tensor, sol *
 		if err != nil {
 			return fmt.Errorf("ode: selecting the initial step at t0=%g: %w", t0, err)
 		}
-		s.own(len(out))
+		lc.own(len(out))
 		k = out[:n]
 		h = tensors.ToScalar[float64](out[n])
-		s.release(out[n:])
+		lc.release(out[n:])
 		sol.Stats.NFE += 2
 	}
 
 	y, owned := y0, false
 	cleanup := func() {
 		if owned {
-			s.release(y)
+			lc.release(y)
 		}
-		s.release(k)
+		lc.release(k)
 	}
 	t := t0
 	attempts := 0
@@ -427,17 +440,17 @@ func (s *Solver) solveAdaptive(t0, t1 float64, y0, args []*tensors.Tensor, sol *
 			cleanup()
 			return fmt.Errorf("ode: %s step at t=%g, dt=%g: %w", s.tab.Name, t, dt, err)
 		}
-		s.own(len(out))
+		lc.own(len(out))
 		attempts++
 		sol.Stats.NFE += s.tab.NFEPerStep()
 		ratio := tensors.ToScalar[float64](out[len(out)-1])
-		s.release(out[len(out)-1:])
+		lc.release(out[len(out)-1:])
 		y1, k1 := out[:n], out[n:2*n]
 		if ratio <= 1 { // false for NaN
 			if owned {
-				s.release(y)
+				lc.release(y)
 			}
-			s.release(k)
+			lc.release(k)
 			y, k, owned = y1, k1, true
 			sol.Times = append(sol.Times, t)
 			sol.Steps = append(sol.Steps, dt)
@@ -448,13 +461,13 @@ func (s *Solver) solveAdaptive(t0, t1 float64, y0, args []*tensors.Tensor, sol *
 				t += dt
 			}
 		} else {
-			s.release(y1)
-			s.release(k1)
+			lc.release(y1)
+			lc.release(k1)
 			sol.Stats.Rejected++
 		}
 		h = math.Abs(dt) * s.stepFactor(ratio, order)
 	}
-	s.release(k)
+	lc.release(k)
 	sol.Y = y
 	return nil
 }

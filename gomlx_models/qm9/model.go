@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 
 	"github.com/enflow/enflow/gomlx_models/cnf"
 	"github.com/enflow/enflow/gomlx_models/dynamics"
@@ -99,7 +100,8 @@ func (c Config) Features() int { return len(c.Elements) + 1 }
 func (c Config) Channels() int { return PosDims + len(c.Elements) + 1 }
 
 // Model is the QM9 E-NF: dequantizer → ActNorm → CNF with EGNN dynamics, and the size
-// distribution p(N). Not safe for concurrent use.
+// distribution p(N). Not safe for concurrent use, except that Sample runs its own solves
+// concurrently (SampleOptions.Workers).
 type Model struct {
 	backend backends.Backend
 	ctx     *context.Context
@@ -107,6 +109,9 @@ type Model struct {
 	flow    *cnf.Model
 	encExec *context.Exec
 	decExec *context.Exec
+	// decBuild serialises the building of decodeGraph for new shapes: GoMLX's
+	// Context.VariableWithShape writes to the variable even when it exists.
+	decBuild sync.Mutex
 
 	// Training (train.go): the encoder's variables (ActNorm, dequantizer) in gradient order, the
 	// compiled encoder vector–Jacobian product and the dequantizer-only pass of ActNorm's
@@ -177,6 +182,8 @@ func (m *Model) dequantizeGraph(ctx *context.Context, x, oneHot, charge, mask, e
 
 // decodeGraph: (y, mask) → ActNorm⁻¹(y).
 func (m *Model) decodeGraph(ctx *context.Context, in []*Node) *Node {
+	m.decBuild.Lock()
+	defer m.decBuild.Unlock()
 	return ActNormReverse(ctx, in[0], in[1])
 }
 

@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/enflow/enflow/etl/molecule"
@@ -30,6 +32,9 @@ type SampleOptions struct {
 	Buckets int
 	// Sizes, when non-nil, fixes the molecule sizes instead of drawing them from p(N).
 	Sizes []int
+	// Workers is how many CNF solves run at once (default DefaultSampleWorkers; 1 = one after
+	// another). Results, Emit and Progress still come in batch order and do not depend on it.
+	Workers int
 	// Progress, if set, is called after each batch with the molecules done so far.
 	Progress func(done, total int, last BatchInfo)
 	// Emit, if set, receives each batch's molecules and decoded charges as soon as they are
@@ -85,11 +90,15 @@ func (r *SampleResult) ChargeConsistency() float64 {
 // grouped, so one-at-a-time, batched and bucketed sampling start from the same z and differ only
 // through the shared step-size control of a batched solve. Molecules of the same size share a
 // solve (up to o.Batch per solve; o.Buckets merges neighbouring sizes with padding); a batch
-// whose solve fails is solved again one molecule at a time from the same z.
+// whose solve fails is solved again one molecule at a time from the same z. Up to o.Workers
+// solves run at once; the result does not depend on how many.
 func (m *Model) Sample(ctx context.Context, o SampleOptions) (*SampleResult, error) {
 	start := time.Now()
 	if o.Batch <= 0 {
 		o.Batch = DefaultSampleBatch
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultSampleWorkers
 	}
 	sizes := o.Sizes
 	if sizes == nil {
@@ -108,41 +117,24 @@ func (m *Model) Sample(ctx context.Context, o SampleOptions) (*SampleResult, err
 	if o.Emit == nil {
 		res.Molecules, res.Charges = make([]molecule.Molecule, total), make([][]int, total)
 	}
+	plan := PlanSampleBatches(sizes, o.Batch, o.Buckets)
+	solved := m.solveAll(ctx, plan, sizes, o.Seed, o.Workers)
+	defer solved.stop()
 	done := 0
-	for _, g := range PlanSampleBatches(sizes, o.Batch, o.Buckets) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	for bi, g := range plan {
+		var sb solvedBatch
+		select {
+		case sb = <-solved.out[bi]:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		bs := time.Now()
-		info := BatchInfo{Atoms: g.Atoms, MinAtoms: g.Atoms, Molecules: len(g.Indices)}
-		zs := make([][]float64, len(g.Indices))
-		for k, i := range g.Indices {
-			zs[k] = moleculePrior(o.Seed, i, sizes[i], m.cfg.Channels())
-			info.MinAtoms = min(info.MinAtoms, sizes[i])
-		}
-		out, nfe, err := m.solveBatch(zs, g.Atoms)
-		info.NFE += nfe
-		res.Solves++
-		res.MoleculeNFE += nfe * len(g.Indices)
-		if err != nil { // solve one by one (a single diverging molecule can stall a solve)
-			info.Retried = true
-			out = make([]decoded, len(g.Indices))
-			for k, i := range g.Indices {
-				one, nfe, err := m.solveBatch(zs[k:k+1], sizes[i])
-				info.NFE += nfe
-				res.Solves++
-				res.MoleculeNFE += nfe
-				if err != nil {
-					out[k] = failedMolecule(sizes[i])
-					continue
-				}
-				out[k] = one[0]
-			}
-		}
+		info := sb.info
+		res.Solves += sb.solves
+		res.MoleculeNFE += sb.moleculeNFE
 		var emitM []molecule.Molecule
 		var emitC [][]int
 		for k, i := range g.Indices {
-			n, d := sizes[i], out[k]
+			n, d := sizes[i], sb.out[k]
 			mol := molecule.Molecule{ID: int64(i), Split: "sample", Z: make([]int, n), Positions: make([][3]float64, n), Omega1: math.NaN()}
 			for p := range mol.Props {
 				mol.Props[p] = math.NaN()
@@ -171,13 +163,106 @@ func (m *Model) Sample(ctx context.Context, o SampleOptions) (*SampleResult, err
 		}
 		res.NFE += info.NFE
 		done += len(g.Indices)
-		info.Wall = time.Since(bs)
 		if o.Progress != nil {
 			o.Progress(done, total, info)
 		}
 	}
 	res.Wall = time.Since(start)
 	return res, nil
+}
+
+// DefaultSampleWorkers is the default number of CNF solves Sample runs at once. Solves of
+// different batches are independent; two at a time keep both cores of a small machine busy when
+// one solve's graphs are too small to (measured in README "Performance", QM9 sampling).
+const DefaultSampleWorkers = 2
+
+// solvedBatch is the outcome of one planned batch.
+type solvedBatch struct {
+	out                 []decoded
+	info                BatchInfo
+	solves, moleculeNFE int
+}
+
+// batchSolves hands out the batches of a plan as they are solved: out[i] receives batch i's
+// outcome exactly once; stop cancels the solves not yet started and waits for the running ones.
+type batchSolves struct {
+	out  []chan solvedBatch
+	stop func()
+}
+
+// solveAll solves the plan's batches with up to workers concurrent solves, taking batches in
+// plan order (largest first). Each molecule's prior draw depends only on (seed, index, size), so
+// the results do not depend on workers.
+func (m *Model) solveAll(ctx context.Context, plan []SampleBatch, sizes []int, seed uint64, workers int) batchSolves {
+	ctx, cancel := context.WithCancel(ctx)
+	out := make([]chan solvedBatch, len(plan))
+	for i := range out {
+		out[i] = make(chan solvedBatch, 1)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	// The first batch is solved alone: the first graph built by each GoMLX Exec switches its
+	// context to reuse mode unsynchronised, so later solves may only build graphs (of other
+	// shapes) concurrently once every Exec has built one.
+	first := make(chan struct{})
+	for w := range min(workers, len(plan)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if w > 0 {
+				select {
+				case <-first:
+				case <-ctx.Done():
+					return
+				}
+			}
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(plan) || ctx.Err() != nil {
+					return
+				}
+				out[i] <- m.solvePlanned(plan[i], sizes, seed)
+				if i == 0 {
+					close(first)
+				}
+			}
+		}()
+	}
+	return batchSolves{out: out, stop: func() { cancel(); wg.Wait() }}
+}
+
+// solvePlanned solves one planned batch; a batch whose solve fails is solved again one molecule
+// at a time from the same z (a single diverging molecule can stall a shared solve).
+func (m *Model) solvePlanned(g SampleBatch, sizes []int, seed uint64) solvedBatch {
+	bs := time.Now()
+	sb := solvedBatch{info: BatchInfo{Atoms: g.Atoms, MinAtoms: g.Atoms, Molecules: len(g.Indices)}}
+	zs := make([][]float64, len(g.Indices))
+	for k, i := range g.Indices {
+		zs[k] = moleculePrior(seed, i, sizes[i], m.cfg.Channels())
+		sb.info.MinAtoms = min(sb.info.MinAtoms, sizes[i])
+	}
+	out, nfe, err := m.solveBatch(zs, g.Atoms)
+	sb.info.NFE += nfe
+	sb.solves++
+	sb.moleculeNFE += nfe * len(g.Indices)
+	if err != nil {
+		sb.info.Retried = true
+		out = make([]decoded, len(g.Indices))
+		for k, i := range g.Indices {
+			one, nfe, err := m.solveBatch(zs[k:k+1], sizes[i])
+			sb.info.NFE += nfe
+			sb.solves++
+			sb.moleculeNFE += nfe
+			if err != nil {
+				out[k] = failedMolecule(sizes[i])
+				continue
+			}
+			out[k] = one[0]
+		}
+	}
+	sb.out = out
+	sb.info.Wall = time.Since(bs)
+	return sb
 }
 
 // SampleBatch is one planned CNF solve: the draw indices of its molecules and the padded size.

@@ -226,9 +226,24 @@ func TestSampleBatchingInvariance(t *testing.T) {
 	if worst > 1e-3 {
 		t.Errorf("batching changed positions by up to %g Å", worst)
 	}
-	// Emit streams the same molecules batch by batch and keeps none.
+	// Solves one after another (Workers 1) give exactly what concurrent solves (the default) give.
+	seq, err := m.Sample(t.Context(), SampleOptions{Sizes: sizes, Seed: 11, Batch: 100, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range sizes {
+		if !slices.Equal(seq.Molecules[i].Z, batched.Molecules[i].Z) || !slices.Equal(seq.Molecules[i].Positions, batched.Molecules[i].Positions) {
+			t.Errorf("molecule %d differs between 1 and %d workers", i, DefaultSampleWorkers)
+		}
+	}
+	if seq.NFE != batched.NFE || seq.Solves != batched.Solves {
+		t.Errorf("1 worker: %d NFE in %d solves; %d workers: %d in %d", seq.NFE, seq.Solves, DefaultSampleWorkers, batched.NFE, batched.Solves)
+	}
+	// Emit streams the same molecules batch by batch, in plan order whatever solve ends first
+	// (three workers for three batches), and keeps none.
 	emitted := map[int64]molecule.Molecule{}
-	streamed, err := m.Sample(t.Context(), SampleOptions{Sizes: sizes, Seed: 11, Batch: 100,
+	var order, done []int
+	streamed, err := m.Sample(t.Context(), SampleOptions{Sizes: sizes, Seed: 11, Batch: 100, Workers: 3,
 		Emit: func(ms []molecule.Molecule, cs [][]int) error {
 			if len(ms) != len(cs) || len(ms) == 0 {
 				t.Fatalf("emit: %d molecules, %d charge rows", len(ms), len(cs))
@@ -236,10 +251,15 @@ func TestSampleBatchingInvariance(t *testing.T) {
 			for _, mol := range ms {
 				emitted[mol.ID] = mol
 			}
+			order = append(order, ms[0].NAtoms())
 			return nil
-		}})
+		},
+		Progress: func(d, _ int, _ BatchInfo) { done = append(done, d) }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !slices.Equal(order, []int{12, 9, 7}) || !slices.Equal(done, []int{1, 4, 6}) {
+		t.Errorf("emitted batch sizes %v, progress %v; want [12 9 7] (largest first) and [1 4 6]", order, done)
 	}
 	if streamed.Molecules != nil || len(emitted) != len(sizes) {
 		t.Fatalf("emit: kept %d molecules, emitted %d of %d", len(streamed.Molecules), len(emitted), len(sizes))
