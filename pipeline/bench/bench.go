@@ -109,7 +109,9 @@ type Options struct {
 	// QM9Molecules is the number of molecules of the QM9 sampling cases (default 100); the
 	// one-at-a-time case samples the first QM9SingleMolecules sizes of the same draw (0 = all, the
 	// default). QM9Buckets is the number of padded size ranges of qm9/sample_bucketed (default 4).
-	QM9Molecules, QM9SingleMolecules, QM9Buckets int
+	// QM9Workers is the number of concurrent solves of the sampling cases (0 = the sampler's
+	// default, qm9.DefaultSampleWorkers).
+	QM9Molecules, QM9SingleMolecules, QM9Buckets, QM9Workers int
 	// Log receives progress lines (nil = discard).
 	Log io.Writer
 	// Emit, if set, is called with each result as soon as it is measured.

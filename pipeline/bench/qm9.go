@@ -162,7 +162,11 @@ func qm9SampleCase(mode string) func(env *caseEnv) (func(int) (opStats, error), 
 			return nil, nil, err
 		}
 		sizes := qm9Sizes(env.opts)
-		o := qm9.SampleOptions{Sizes: sizes, Batch: 100}
+		o := qm9.SampleOptions{Sizes: sizes, Batch: 100, Workers: env.opts.QM9Workers}
+		workers := o.Workers
+		if workers <= 0 {
+			workers = qm9.DefaultSampleWorkers
+		}
 		switch mode {
 		case sampleSingle:
 			sizes = sizes[:min(len(sizes), env.opts.QM9SingleMolecules)]
@@ -186,7 +190,7 @@ func qm9SampleCase(mode string) func(env *caseEnv) (func(int) (opStats, error), 
 			if res.Failed > 0 {
 				env.logf("%d of %d molecules failed", res.Failed, len(sizes))
 			}
-			note := fmt.Sprintf("failed=%d sizes=%s", res.Failed, joinInts(sizes))
+			note := fmt.Sprintf("failed=%d workers=%d sizes=%s", res.Failed, workers, joinInts(sizes))
 			if o.Buckets > 0 {
 				note = fmt.Sprintf("buckets=%d %s", o.Buckets, note)
 			}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/enflow/enflow/etl/atomicfile"
+	"github.com/enflow/enflow/gomlx_models/qm9"
 	"github.com/enflow/enflow/internal/shared"
 	"github.com/enflow/enflow/pipeline/bench"
 )
@@ -32,6 +33,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	qm9N := fs.Int("qm9-molecules", 100, "molecules drawn from p(N) for the QM9 sampling cases (qm9/sample_*)")
 	qm9Single := fs.Int("qm9-single", 0, "molecules for qm9/sample_single: the first sizes of the same draw (0 = all of them)")
 	qm9Buckets := fs.Int("qm9-buckets", 4, "padded size ranges of qm9/sample_bucketed")
+	qm9Workers := fs.Int("qm9-workers", 0, fmt.Sprintf("concurrent CNF solves of the QM9 sampling cases (0 = the sampler's default, %d; 1 = one after another)", qm9.DefaultSampleWorkers))
 	out := fs.String("out", "", "also write all results as a JSON array to `file`")
 	list := fs.Bool("list", false, "list the cases and the available backends, then exit")
 	asJSON := fs.Bool("json", false, "print one JSON object per case and backend on stdout (JSON Lines), progress on stderr")
@@ -49,12 +51,12 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	if *repeats < 1 || *batch < 1 || *qm9N < 1 || *qm9Buckets < 1 {
 		return fmt.Errorf("%w: --repeats, --batch, --qm9-molecules and --qm9-buckets must be ≥ 1", ErrUsage)
 	}
-	if *qm9Single < 0 {
-		return fmt.Errorf("%w: --qm9-single must be ≥ 0", ErrUsage)
+	if *qm9Single < 0 || *qm9Workers < 0 {
+		return fmt.Errorf("%w: --qm9-single and --qm9-workers must be ≥ 0", ErrUsage)
 	}
 	opts := bench.Options{
 		Backends: benchSplitList(strings.ReplaceAll(*backends, ",", "\x00"), ";"), Cases: benchSplitList(*cases, ","), Repeats: *repeats, Batch: *batch,
-		Shared: *sharedDir, QM9Dir: *qm9Dir, QM9Molecules: *qm9N, QM9SingleMolecules: *qm9Single, QM9Buckets: *qm9Buckets, Log: env.Stderr,
+		Shared: *sharedDir, QM9Dir: *qm9Dir, QM9Molecules: *qm9N, QM9SingleMolecules: *qm9Single, QM9Buckets: *qm9Buckets, QM9Workers: *qm9Workers, Log: env.Stderr,
 	}
 	if *quiet {
 		opts.Log = nil

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/enflow/enflow/gomlx_models/backend"
+	"github.com/enflow/enflow/gomlx_models/qm9"
 	"github.com/enflow/enflow/pipeline/train"
 )
 
@@ -20,7 +21,7 @@ func init() {
 func runSample(ctx context.Context, env *Env, args []string) error {
 	var (
 		dir, which, out, backendSpec, dtype string
-		n, batch, buckets                   int
+		n, batch, buckets, workers          int
 		seed                                uint64
 		o                                   train.CNFOverrides
 		asJSON, quiet, logWeights           bool
@@ -34,6 +35,7 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&batch, "batch", 100, "samples per model call at most (molecules of one size share a solve; 1 = one at a time)")
 	fs.IntVar(&buckets, "buckets", AutoBuckets, "molecule models: merge the drawn sizes into at most `K` ranges padded to their largest size "+
 		"(fewer compiled graph shapes, more padded compute; 0 = one group per size, no padding; -1 = auto: 2, 4 or 8 on XLA by --n, 0 on SimpleGo)")
+	fs.IntVar(&workers, "workers", 0, fmt.Sprintf("molecule models: CNF `solves` run at once (results do not depend on it; 0 = %d, 1 = one after another)", qm9.DefaultSampleWorkers))
 	fs.StringVar(&o.Solver, "solver", "", "ODE `solver` (default: the model's)")
 	fs.Float64Var(&o.RTol, "rtol", 0, "relative `tolerance` (default: the model's)")
 	fs.Float64Var(&o.ATol, "atol", 0, "absolute `tolerance` (default: the model's)")
@@ -59,6 +61,8 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%w: --batch must be positive", ErrUsage)
 	case buckets < AutoBuckets:
 		return fmt.Errorf("%w: --buckets must be ≥ 0, or -1 for auto", ErrUsage)
+	case workers < 0:
+		return fmt.Errorf("%w: --workers must be ≥ 0", ErrUsage)
 	case dtype != "" && dtype != "float32" && dtype != "float64":
 		return fmt.Errorf("%w: --dtype %q: want float32 or float64", ErrUsage, dtype)
 	}
@@ -72,7 +76,7 @@ func runSample(ctx context.Context, env *Env, args []string) error {
 	defer b.Finalize()
 	buckets = resolveSampleBuckets(buckets, n, b)
 	so := train.SampleOptions{
-		Backend: b, Dir: dir, Which: which, N: n, Seed: seed, Batch: batch, Out: out, Override: o, Buckets: buckets, DType: dtype,
+		Backend: b, Dir: dir, Which: which, N: n, Seed: seed, Batch: batch, Out: out, Override: o, Buckets: buckets, Workers: workers, DType: dtype,
 		LogWeights: logWeights,
 	}
 	if !quiet {

@@ -226,6 +226,7 @@ type SampleOptions struct {
 
 	// Molecule kinds (qm9):
 	Buckets int    // merge sizes into at most Buckets padded ranges (qm9.SampleOptions.Buckets)
+	Workers int    // concurrent CNF solves (qm9.SampleOptions.Workers; 0 = its default)
 	DType   string // "" (the model's), "float32" or "float64"
 	// Progress, if not nil, receives one line per solved batch.
 	Progress io.Writer

@@ -196,6 +196,9 @@ func sampleMolecules(ctx context.Context, o SampleOptions, lm *LoadedModel, spec
 	if o.Buckets < 0 {
 		return nil, fmt.Errorf("train: buckets must be ≥ 0, got %d", o.Buckets)
 	}
+	if o.Workers < 0 {
+		return nil, fmt.Errorf("train: workers must be ≥ 0, got %d", o.Workers)
+	}
 	w, err := table.NewMoleculeWriter(o.Out)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
@@ -215,7 +218,7 @@ func sampleMolecules(ctx context.Context, o SampleOptions, lm *LoadedModel, spec
 		written += len(mols)
 		return nil
 	}
-	res, err := mm.SampleMolecules(ctx, qm9.SampleOptions{N: o.N, Seed: o.Seed, Batch: o.Batch, Buckets: o.Buckets, Emit: emit,
+	res, err := mm.SampleMolecules(ctx, qm9.SampleOptions{N: o.N, Seed: o.Seed, Batch: o.Batch, Buckets: o.Buckets, Workers: o.Workers, Emit: emit,
 		Progress: func(done, total int, bi qm9.BatchInfo) {
 			if o.Progress != nil {
 				sampleProgress(o.Progress, done, total, bi, time.Since(start))
