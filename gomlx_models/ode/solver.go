@@ -99,8 +99,11 @@ type Solution struct {
 // Solver integrates an ODE with a list-of-tensors state from Go, running one compiled graph per
 // solver step: the graph evaluates all stages of the step and returns the new state, the FSAL
 // stage and the error ratio, so that Go only does step-size control (GoMLX has no While op). Graphs
-// are compiled per input shapes and cached. Solve (and Eval) may be called from several goroutines
-// at once: the compiled graphs are shared and each solve keeps its own state and statistics.
+// are compiled per input shapes and cached. Once one Solve has returned, Solve (and Eval) may be
+// called from several goroutines at once: the compiled graphs are shared, each solve keeps its own
+// state and statistics, and graphs for new shapes are built one at a time. The very first call
+// must not run beside another: GoMLX switches each Exec's context to reuse mode, unsynchronised,
+// when it builds its first graph (qm9.Model.Sample solves its first batch alone for this reason).
 type Solver struct {
 	backend  backends.Backend
 	ctx      *context.Context
