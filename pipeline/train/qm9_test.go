@@ -1,8 +1,10 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +172,8 @@ func TestInitFromPublishedMatchesEval(t *testing.T) {
 	o := Options{Backend: be, Spec: *spec, Train: ds[0], Val: ds[1], Test: ds[2], OutDir: out, InitFrom: imp,
 		Schedule: Schedule{Epochs: 1, TestEvery: 1, Batch: 4}, EvalBatch: 3, LearningRate: 2e-5, Seed: 9,
 		ClipAdaptive: true, ClipQueueInit: 3000}
+	var logBuf bytes.Buffer
+	o.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
 	res, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +194,11 @@ func TestInitFromPublishedMatchesEval(t *testing.T) {
 	}
 	if math.Abs(res.BestValNLL-res.InitValNLL) > 5 {
 		t.Errorf("one small fine-tune step moved the bound from %.3f to %.3f", res.InitValNLL, res.BestValNLL)
+	}
+	// The run warns exactly when no trained epoch beat the source's validation bound.
+	warned := strings.Contains(logBuf.String(), "fine-tuning did not improve")
+	if worse := res.BestValNLL > res.InitValNLL; warned != worse {
+		t.Errorf("warning logged %v, but best val %.6f vs initial %.6f", warned, res.BestValNLL, res.InitValNLL)
 	}
 }
 

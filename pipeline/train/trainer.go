@@ -558,6 +558,11 @@ func (t *trainer) loop(ctx context.Context) (*Result, error) {
 	}
 	t.log.Info("done", "epochs", res.Epochs, "steps", res.Steps, "best_epoch", res.BestEpoch,
 		"best_val_nll", res.BestValNLL, "test_nll", res.BestTestNLL)
+	if !math.IsNaN(res.InitValNLL) && !math.IsNaN(res.BestValNLL) && res.BestValNLL > res.InitValNLL {
+		// best/ is chosen among the trained epochs; say plainly when none beat the source.
+		t.log.Warn("fine-tuning did not improve on the --init-from weights: their validation bound is lower than best/'s (try a smaller --lr)",
+			"init_from", o.InitFrom, "init_val_nll", res.InitValNLL, "best_val_nll", res.BestValNLL)
+	}
 	return res, nil
 }
 
