@@ -71,7 +71,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	fs.Float64Var(&f.reg, "reg", 0, "ODE regulariser `weight` (Frobenius + kinetic) in the loss (default 1e-3 for qm9-positional, else 0)")
 	fs.IntVar(&f.jsSamples, "js-samples", 0, "samples `N` drawn at each evaluation for the relative-distance JS divergence (qm9-positional; default 1000; <0 off)")
 	fs.IntVar(&f.stabilitySamples, "stability-samples", 0, "molecules `N` sampled at each evaluation for atom/molecule stability (qm9, molecules; default 100, the reference 1000; <0 off)")
-	fs.StringVar(&f.initFrom, "init-from", "", "start from the weights of this model `directory` (enflow import-torch output or an enflow qm9/molecules run): fine-tuning")
+	fs.StringVar(&f.initFrom, "init-from", "", "start from the weights of this model `directory` (enflow import-torch output or an enflow qm9/molecules run): fine-tuning; use an lr 10-20× below the from-scratch one (the published QM9 model: --lr 1e-5; its 2e-4 wrecks it at first, see README)")
 	fs.StringVar(&f.initWhich, "init-which", "", "`checkpoint` of --init-from: best (default when present) or last (the end of that run)")
 	fs.Uint64Var(&f.seed, "seed", 1, "random `seed` (model initialisation, data order, Hutchinson noise)")
 	fs.StringVar(&f.model, "model", "enf", "model `kind`: enf, simple, kernel, gnf, gnf-att, gnf-att-aug, realnvp (non-equivariant RealNVP, the nBG; --layers/--hidden set its couplings/width when given), or gaussian (a tiny stand-in for smoke tests)")
