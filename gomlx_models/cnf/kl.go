@@ -67,24 +67,6 @@ func (m *Model) drawPrior(batch, nodes, dims int, mask *tensors.Tensor, seed uin
 	return z, nil
 }
 
-// reverse solves the augmented system from z at t = 1 to t = 0: [x, logp(0), (reg(0))].
-func (m *Model) reverse(z *tensors.Tensor, args []*tensors.Tensor, b int) (*ode.Solution, error) {
-	y1 := []*tensors.Tensor{z}
-	for range m.nAug - 1 {
-		zt, err := m.zeros(b)
-		if err != nil {
-			return nil, err
-		}
-		y1 = append(y1, zt)
-	}
-	sol, err := m.fwd.Solve(1, 0, y1, args)
-	graphutil.Free(y1[1:]...)
-	if err != nil {
-		return nil, fmt.Errorf("cnf: reverse solve with the trace (t=1→0): %w", err)
-	}
-	return sol, nil
-}
-
 // SampleWithLogDensity draws z ~ p_Z with seed (the same z as Sample), integrates it to x at t = 0
 // with the trace, and returns x, log q_X(x) per sample (nats, in the flow's coordinates: the
 // mean-free subspace for the position channels) and log p_Z(z). With a Hutchinson trace the
@@ -106,7 +88,7 @@ func (m *Model) SampleWithLogDensity(batch, nodes, dims int, mask *tensors.Tenso
 		return nil, nil, nil, st, err
 	}
 	defer graphutil.Free(eps)
-	sol, err := m.reverse(z, args, batch)
+	sol, err := m.solveAugmented(1, 0, z, args, batch)
 	if err != nil {
 		return nil, nil, nil, st, err
 	}
@@ -209,7 +191,7 @@ func (m *Model) KLLossAndGrad(batch, nodes, dims int, seed uint64) (res energy.K
 }
 
 func (m *Model) klAdjoint(z *tensors.Tensor, args []*tensors.Tensor, b int) (res energy.KLResult, grads []*tensors.Tensor, st Stats, err error) {
-	sol, err := m.reverse(z, args, b)
+	sol, err := m.solveAugmented(1, 0, z, args, b)
 	if err != nil {
 		return res, nil, st, err
 	}
@@ -255,7 +237,7 @@ func (m *Model) klAdjoint(z *tensors.Tensor, args []*tensors.Tensor, b int) (res
 func (m *Model) klBackprop(z *tensors.Tensor, args []*tensors.Tensor, b int) (res energy.KLResult, grads []*tensors.Tensor, st Stats, err error) {
 	var times, steps []float64
 	if m.tab.Adaptive() {
-		sol, err := m.reverse(z, args, b)
+		sol, err := m.solveAugmented(1, 0, z, args, b)
 		if err != nil {
 			return res, nil, st, err
 		}

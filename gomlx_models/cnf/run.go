@@ -90,21 +90,23 @@ func (m *Model) zeros(b int) (*tensors.Tensor, error) {
 	return prior.FromFloat64(m.cfg.DType, make([]float64, b), b)
 }
 
-// forward solves the augmented system from t = 0 to t = 1. It returns the final state [z, logp1,
-// (reg1)] (owned by the caller).
-func (m *Model) forward(x *tensors.Tensor, args []*tensors.Tensor, b int) (*ode.Solution, error) {
-	y0 := []*tensors.Tensor{x}
+// solveAugmented solves the augmented system [y, logp, (reg)] from t0 to t1, starting from y
+// with the log-density (and regulariser) channels at zero: t = 0→1 encodes data, t = 1→0
+// decodes a prior draw. The final state is owned by the caller.
+func (m *Model) solveAugmented(t0, t1 float64, y *tensors.Tensor, args []*tensors.Tensor, b int) (*ode.Solution, error) {
+	y0 := []*tensors.Tensor{y}
 	for range m.nAug - 1 {
 		zt, err := m.zeros(b)
 		if err != nil {
+			graphutil.Free(y0[1:]...)
 			return nil, err
 		}
 		y0 = append(y0, zt)
 	}
-	sol, err := m.fwd.Solve(0, 1, y0, args)
+	sol, err := m.fwd.Solve(t0, t1, y0, args)
 	graphutil.Free(y0[1:]...)
 	if err != nil {
-		return nil, fmt.Errorf("cnf: forward solve (t=0→1): %w", err)
+		return nil, fmt.Errorf("cnf: solve with the trace (t=%g→%g): %w", t0, t1, err)
 	}
 	return sol, nil
 }
@@ -122,7 +124,7 @@ func (m *Model) Encode(x, mask *tensors.Tensor, seed uint64) (z *tensors.Tensor,
 		return nil, nil, st, err
 	}
 	defer graphutil.Free(eps)
-	sol, err := m.forward(x, args, b)
+	sol, err := m.solveAugmented(0, 1, x, args, b)
 	if err != nil {
 		return nil, nil, st, err
 	}
@@ -148,7 +150,7 @@ func (m *Model) LogLikelihood(x, mask *tensors.Tensor, seed uint64) ([]float64, 
 		return nil, st, err
 	}
 	defer graphutil.Free(eps)
-	sol, err := m.forward(x, args, b)
+	sol, err := m.solveAugmented(0, 1, x, args, b)
 	if err != nil {
 		return nil, st, err
 	}
@@ -201,7 +203,7 @@ func (m *Model) lossAndGrad(x, mask *tensors.Tensor, seed uint64, wantDx bool) (
 }
 
 func (m *Model) lossAndGradAdjoint(x, mask *tensors.Tensor, args []*tensors.Tensor, b int, wantDx bool) (loss, nll float64, grads []*tensors.Tensor, dx *tensors.Tensor, st Stats, err error) {
-	sol, err := m.forward(x, args, b)
+	sol, err := m.solveAugmented(0, 1, x, args, b)
 	if err != nil {
 		return 0, 0, nil, nil, st, err
 	}
@@ -244,7 +246,7 @@ func (m *Model) lossAndGradAdjoint(x, mask *tensors.Tensor, args []*tensors.Tens
 func (m *Model) lossAndGradBackprop(x, mask *tensors.Tensor, args []*tensors.Tensor, b int, wantDx bool) (loss, nll float64, grads []*tensors.Tensor, dx *tensors.Tensor, st Stats, err error) {
 	var times, steps []float64
 	if m.tab.Adaptive() {
-		sol, err := m.forward(x, args, b)
+		sol, err := m.solveAugmented(0, 1, x, args, b)
 		if err != nil {
 			return 0, 0, nil, nil, st, err
 		}

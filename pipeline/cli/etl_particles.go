@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,7 +62,7 @@ func runETLParticles(ctx context.Context, env *Env, args []string) error {
 	if out == "" {
 		return fmt.Errorf("%w: --out is required", ErrUsage)
 	}
-	exts, err := particlesFormats(formats)
+	exts, err := parseTableFormats(formats)
 	if err != nil {
 		return err
 	}
@@ -143,24 +142,6 @@ func runETLParticles(ctx context.Context, env *Env, args []string) error {
 		"files":       files,
 		"elapsed_s":   time.Since(start).Round(time.Millisecond).Seconds(),
 	})
-}
-
-func particlesFormats(s string) ([]string, error) {
-	var exts []string
-	for _, f := range strings.Split(s, ",") {
-		f = strings.ToLower(strings.TrimSpace(f))
-		switch {
-		case f == "":
-		case f != "parquet" && f != "arrow":
-			return nil, fmt.Errorf("%w: --format %q: want parquet and/or arrow", ErrUsage, f)
-		case !slices.Contains(exts, f):
-			exts = append(exts, f)
-		}
-	}
-	if len(exts) == 0 {
-		return nil, fmt.Errorf("%w: --format is empty", ErrUsage)
-	}
-	return exts, nil
 }
 
 // runETLMCMC implements "enflow etl mcmc".
