@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -55,6 +56,19 @@ func (c *jobsCommon) register(fs interface {
 	fs.DurationVar(&c.staleAfter, "stale-after", jobs.DefaultStaleAfter, "excl locks: heartbeat `age` after which a lock is stale")
 	fs.BoolVar(&c.asJSON, "json", false, "print the summary as one JSON object")
 	fs.BoolVar(&c.verbose, "v", false, "debug logging, and the enflow commands' logs on stderr")
+}
+
+// parse reads the flags of a jobs subcommand (registered on fs, with c.register among them)
+// and loads the spec into its options; a missing spec file prints the usage.
+func (c *jobsCommon) parse(ctx context.Context, env *Env, fs *flag.FlagSet, specPath string, rest []string) (jobs.Options, error) {
+	if err := Parse(fs, rest); err != nil {
+		return jobs.Options{}, err
+	}
+	if specPath == "" {
+		fs.Usage()
+		return jobs.Options{}, fmt.Errorf("%w: the spec file is required", ErrUsage)
+	}
+	return c.options(ctx, env, specPath)
 }
 
 func (c *jobsCommon) options(ctx context.Context, env *Env, specPath string) (jobs.Options, error) {
@@ -152,14 +166,7 @@ func runJobsRun(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&budget, "budget", 0, "stop after this wall `time` (e.g. 80m): the unit in progress is interrupted as by SIGTERM (training checkpoints) and resumes next run; exit 0 (0 = no limit)")
 	fs.BoolVar(&inProcess, "in-process", false, "run enflow train/eval/sample inside this process instead of as child processes")
 	fs.StringVar(&exe, "enflow", "", "enflow `binary` for the child processes (default: this executable)")
-	if err := Parse(fs, rest); err != nil {
-		return err
-	}
-	if specPath == "" {
-		fs.Usage()
-		return fmt.Errorf("%w: the spec file is required", ErrUsage)
-	}
-	o, err := c.options(ctx, env, specPath)
+	o, err := c.parse(ctx, env, fs, specPath, rest)
 	if err != nil {
 		return err
 	}
@@ -257,14 +264,7 @@ func runJobsStatus(ctx context.Context, env *Env, args []string) error {
 	var c jobsCommon
 	fs := NewFlagSet(env, "jobs status", "SPEC.toml [--state DIR] [--shard i/n] [--json]")
 	c.register(fs)
-	if err := Parse(fs, rest); err != nil {
-		return err
-	}
-	if specPath == "" {
-		fs.Usage()
-		return fmt.Errorf("%w: the spec file is required", ErrUsage)
-	}
-	o, err := c.options(ctx, env, specPath)
+	o, err := c.parse(ctx, env, fs, specPath, rest)
 	if err != nil {
 		return err
 	}
@@ -367,14 +367,7 @@ func runJobsPrune(ctx context.Context, env *Env, args []string) error {
 	fs := NewFlagSet(env, "jobs prune", "SPEC.toml [--state DIR] [--data DIR] [--dry-run] [--json]")
 	c.register(fs)
 	fs.BoolVar(&dryRun, "dry-run", false, "list the units that would be moved, move nothing")
-	if err := Parse(fs, rest); err != nil {
-		return err
-	}
-	if specPath == "" {
-		fs.Usage()
-		return fmt.Errorf("%w: the spec file is required", ErrUsage)
-	}
-	o, err := c.options(ctx, env, specPath)
+	o, err := c.parse(ctx, env, fs, specPath, rest)
 	if err != nil {
 		return err
 	}
