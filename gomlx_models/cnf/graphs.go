@@ -257,25 +257,33 @@ func (m *Model) adjoint(ctx *context.Context, t *Node, y, args []*Node) []*Node 
 	return out
 }
 
+// splitReplayInputs splits the inputs of a replay graph — the start state, then the solver's
+// extra arguments ([mask] of an ML replay, [noise]), then (t_i, dt_i) of each step — into the
+// arguments and the step times and sizes.
+func (m *Model) splitReplayInputs(key replayKey, in []*Node) (args, ts, dts []*Node) {
+	nArgs := 0
+	if key.hasMask {
+		nArgs++
+	}
+	if m.needNoise {
+		nArgs++
+	}
+	args = in[1 : 1+nArgs]
+	steps := in[1+nArgs:]
+	ts, dts = make([]*Node, key.steps), make([]*Node, key.steps)
+	for i := range key.steps {
+		ts[i], dts[i] = steps[2*i], steps[2*i+1]
+	}
+	return args, ts, dts
+}
+
 // replayGraph builds the unrolled, differentiated solve for Grad "backprop". Inputs: x, [mask],
 // [eps], then (t_i, dt_i) for each step. Outputs: loss, nll, regMean, then one gradient per
 // variable of m.vars.
 func (m *Model) replayGraph(key replayKey) func(ctx *context.Context, in []*Node) []*Node {
 	return func(ctx *context.Context, in []*Node) []*Node {
 		x := in[0]
-		nArgs := 0
-		if key.hasMask {
-			nArgs++
-		}
-		if m.needNoise {
-			nArgs++
-		}
-		args := in[1 : 1+nArgs]
-		steps := in[1+nArgs:]
-		ts, dts := make([]*Node, key.steps), make([]*Node, key.steps)
-		for i := range key.steps {
-			ts[i], dts[i] = steps[2*i], steps[2*i+1]
-		}
+		args, ts, dts := m.splitReplayInputs(key, in)
 		g := x.Graph()
 		B := x.Shape().Dim(0)
 		y0 := []*Node{x, Zeros(g, shapes.Make(x.DType(), B))}

@@ -18,7 +18,6 @@ package cnf
 import (
 	"fmt"
 	"math/rand/v2"
-	"time"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX idiom.
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -235,55 +234,13 @@ func (m *Model) klAdjoint(z *tensors.Tensor, args []*tensors.Tensor, b int) (res
 }
 
 func (m *Model) klBackprop(z *tensors.Tensor, args []*tensors.Tensor, b int) (res energy.KLResult, grads []*tensors.Tensor, st Stats, err error) {
-	var times, steps []float64
-	if m.tab.Adaptive() {
-		sol, err := m.solveAugmented(1, 0, z, args, b)
-		if err != nil {
-			return res, nil, st, err
-		}
-		st.Forward = sol.Stats
-		graphutil.Free(sol.Y...)
-		times, steps = sol.Times, sol.Steps
-	} else {
-		h := 1.0 / float64(m.cfg.Steps)
-		for i := range m.cfg.Steps {
-			t := 1 - float64(i)*h
-			times = append(times, t)
-			if i == m.cfg.Steps-1 {
-				steps = append(steps, -t)
-			} else {
-				steps = append(steps, -h)
-			}
-		}
-	}
-	key := replayKey{steps: len(steps), kl: true}
-	e, err := m.replayExec(key)
+	out, err := m.backpropThrough(1, 0, replayKey{kl: true}, z, args, b, &st)
 	if err != nil {
 		return res, nil, st, err
-	}
-	in := []any{z}
-	for _, a := range args {
-		in = append(in, a)
-	}
-	for i := range steps {
-		in = append(in, times[i], steps[i])
-	}
-	start := time.Now()
-	out, err := e.Exec(in...)
-	if err != nil {
-		return res, nil, st, fmt.Errorf("cnf: KL backprop through %d %s steps: %w", len(steps), m.tab.Name, err)
 	}
 	res = energy.KLResult{Loss: scalar(out[0]), KL: scalar(out[1]), KLPrior: scalar(out[2]), MeanEnergy: scalar(out[3]), Reg: scalar(out[4])}
 	st.Reg = res.Reg
 	graphutil.Free(out[:5]...)
-	nfe := len(steps) * m.tab.NFEPerStep()
-	if m.tab.FSAL {
-		nfe++
-	}
-	st.Backward = ode.Stats{NFE: nfe, Accepted: len(steps), Wall: time.Since(start)}
-	if !m.tab.Adaptive() {
-		st.Forward = st.Backward
-	}
 	return res, out[5:], st, nil
 }
 
@@ -293,16 +250,7 @@ func (m *Model) klBackprop(z *tensors.Tensor, args []*tensors.Tensor, b int) (re
 func (m *Model) klReplayGraph(key replayKey) func(ctx *context.Context, in []*Node) []*Node {
 	return func(ctx *context.Context, in []*Node) []*Node {
 		z := in[0]
-		nArgs := 0
-		if m.needNoise {
-			nArgs++
-		}
-		args := in[1 : 1+nArgs]
-		steps := in[1+nArgs:]
-		ts, dts := make([]*Node, key.steps), make([]*Node, key.steps)
-		for i := range key.steps {
-			ts[i], dts[i] = steps[2*i], steps[2*i+1]
-		}
+		args, ts, dts := m.splitReplayInputs(key, in)
 		g := z.Graph()
 		y1 := []*Node{z, ZerosLike(ReduceSum(z, 1, 2))}
 		if m.nAug == 3 {

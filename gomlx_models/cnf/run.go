@@ -244,54 +244,13 @@ func (m *Model) lossAndGradAdjoint(x, mask *tensors.Tensor, args []*tensors.Tens
 }
 
 func (m *Model) lossAndGradBackprop(x, mask *tensors.Tensor, args []*tensors.Tensor, b int, wantDx bool) (loss, nll float64, grads []*tensors.Tensor, dx *tensors.Tensor, st Stats, err error) {
-	var times, steps []float64
-	if m.tab.Adaptive() {
-		sol, err := m.solveAugmented(0, 1, x, args, b)
-		if err != nil {
-			return 0, 0, nil, nil, st, err
-		}
-		st.Forward = sol.Stats
-		graphutil.Free(sol.Y...)
-		times, steps = sol.Times, sol.Steps
-	} else {
-		h := 1.0 / float64(m.cfg.Steps)
-		for i := range m.cfg.Steps {
-			t := float64(i) * h
-			times = append(times, t)
-			if i == m.cfg.Steps-1 {
-				steps = append(steps, 1-t)
-			} else {
-				steps = append(steps, h)
-			}
-		}
-	}
-	key := replayKey{steps: len(steps), hasMask: mask != nil, inputGrad: wantDx}
-	e, err := m.replayExec(key)
+	key := replayKey{hasMask: mask != nil, inputGrad: wantDx}
+	out, err := m.backpropThrough(0, 1, key, x, args, b, &st)
 	if err != nil {
 		return 0, 0, nil, nil, st, err
 	}
-	in := []any{x}
-	for _, a := range args {
-		in = append(in, a)
-	}
-	for i := range steps {
-		in = append(in, times[i], steps[i])
-	}
-	start := time.Now()
-	out, err := e.Exec(in...)
-	if err != nil {
-		return 0, 0, nil, nil, st, fmt.Errorf("cnf: backprop through %d %s steps: %w", len(steps), m.tab.Name, err)
-	}
 	loss, nll, st.Reg = scalar(out[0]), scalar(out[1]), scalar(out[2])
 	graphutil.Free(out[:3]...)
-	replayNFE := len(steps) * m.tab.NFEPerStep()
-	if m.tab.FSAL {
-		replayNFE++
-	}
-	st.Backward = ode.Stats{NFE: replayNFE, Accepted: len(steps), Wall: time.Since(start)}
-	if !m.tab.Adaptive() {
-		st.Forward = st.Backward
-	}
 	grads = out[3:]
 	if wantDx {
 		dx = grads[len(grads)-1]
@@ -333,6 +292,65 @@ func (m *Model) Sample(batch, nodes, dims int, mask *tensors.Tensor, seed uint64
 		graphutil.Free(z)
 	}
 	return x, st, err
+}
+
+// backpropThrough runs the unrolled backprop graph of key from t0 to t1 on the start state y:
+// an adaptive solver first solves forward (recording st.Forward) to fix the accepted steps, a
+// fixed-step one uses its uniform grid. It returns the graph's outputs (owned by the caller) and
+// records the replay in st.Backward (and st.Forward for fixed steps, where it is the only solve).
+func (m *Model) backpropThrough(t0, t1 float64, key replayKey, y *tensors.Tensor, args []*tensors.Tensor, b int, st *Stats) ([]*tensors.Tensor, error) {
+	var times, steps []float64
+	if m.tab.Adaptive() {
+		sol, err := m.solveAugmented(t0, t1, y, args, b)
+		if err != nil {
+			return nil, err
+		}
+		st.Forward = sol.Stats
+		graphutil.Free(sol.Y...)
+		times, steps = sol.Times, sol.Steps
+	} else {
+		h := (t1 - t0) / float64(m.cfg.Steps)
+		for i := range m.cfg.Steps {
+			t := t0 + float64(i)*h
+			times = append(times, t)
+			if i == m.cfg.Steps-1 {
+				steps = append(steps, t1-t) // land exactly on t1
+			} else {
+				steps = append(steps, h)
+			}
+		}
+	}
+	key.steps = len(steps)
+	e, err := m.replayExec(key)
+	if err != nil {
+		return nil, err
+	}
+	in := make([]any, 0, 1+len(args)+2*len(steps))
+	in = append(in, y)
+	for _, a := range args {
+		in = append(in, a)
+	}
+	for i := range steps {
+		in = append(in, times[i], steps[i])
+	}
+	start := time.Now()
+	out, err := e.Exec(in...)
+	if err != nil {
+		what := "backprop"
+		if key.kl {
+			what = "KL backprop"
+		}
+		return nil, fmt.Errorf("cnf: %s through %d %s steps: %w", what, len(steps), m.tab.Name, err)
+	}
+	nfe := len(steps) * m.tab.NFEPerStep()
+	if m.tab.FSAL {
+		nfe++
+	}
+	st.Backward = ode.Stats{NFE: nfe, Accepted: len(steps), Wall: time.Since(start)}
+	if !m.tab.Adaptive() {
+		st.Forward = st.Backward
+	}
+	return out, nil
 }
 
 // replayExec returns the cached unrolled backprop graph of key, building it on first use.
