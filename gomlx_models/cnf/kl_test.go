@@ -1,6 +1,7 @@
 package cnf
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -26,11 +27,17 @@ func linearDynamics(ctx *context.Context, _, x, mask *Node) *Node {
 func halfSquaredNorm(x *Node) *Node { return MulScalar(ReduceSum(Square(x), 1, 2), 0.5) }
 
 func newLinearKL(t *testing.T, grad, trace string, a, temperature float64) *Model {
+	return newLinearKLSolver(t, grad, trace, "", 0, a, temperature)
+}
+
+// newLinearKLSolver is newLinearKL with a given solver ("" = dopri5) and fixed step count.
+func newLinearKLSolver(t *testing.T, grad, trace, solver string, steps int, a, temperature float64) *Model {
 	t.Helper()
 	ctx := seededContext()
 	ctx.In("lin").VariableWithValue("a", a)
 	m, err := New(backendT(t), ctx, linearDynamics, Config{
 		DType: dtypes.Float64, Grad: grad, Trace: trace, RTol: 1e-9, ATol: 1e-9,
+		Solver: solver, Steps: steps,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,16 +64,20 @@ func TestKLClosedForm(t *testing.T) {
 	const B, N, D = 64, 4, 2
 	k := float64((N - 1) * D)
 	for _, tc := range []struct {
-		grad, trace string
-		a, temp     float64
+		grad, trace, solver string
+		steps               int
+		a, temp             float64
 	}{
-		{GradAdjoint, TraceExact, 0.3, 1},
-		{GradAdjoint, TraceExact, -0.4, 2.5},
-		{GradBackprop, TraceExact, 0.3, 1},
-		{GradBackprop, TraceExact, -0.4, 2.5},
+		{GradAdjoint, TraceExact, "", 0, 0.3, 1},
+		{GradAdjoint, TraceExact, "", 0, -0.4, 2.5},
+		{GradBackprop, TraceExact, "", 0, 0.3, 1},
+		{GradBackprop, TraceExact, "", 0, -0.4, 2.5},
+		// Fixed steps replay the uniform grid from t = 1 down to 0 (the BG experiments' setting).
+		{GradBackprop, TraceExact, "rk4", 16, 0.3, 1},
+		{GradBackprop, TraceExact, "rk4", 16, -0.4, 2.5},
 	} {
-		t.Run(tc.grad+"/"+tc.trace, func(t *testing.T) {
-			m := newLinearKL(t, tc.grad, tc.trace, tc.a, tc.temp)
+		t.Run(fmt.Sprintf("%s/%s/%s%d/a=%g", tc.grad, tc.trace, tc.solver, tc.steps, tc.a), func(t *testing.T) {
+			m := newLinearKLSolver(t, tc.grad, tc.trace, tc.solver, tc.steps, tc.a, tc.temp)
 			res, grads, st, err := m.KLLossAndGrad(B, N, D, 11)
 			if err != nil {
 				t.Fatal(err)
