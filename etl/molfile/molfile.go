@@ -30,7 +30,7 @@ import (
 	"github.com/enflow/enflow/etl/molecule"
 )
 
-// Format is an input file format.
+// Format is a molecule file format, read here and written by pipeline/molwrite.
 type Format int
 
 const (
@@ -42,6 +42,7 @@ const (
 	SDF
 )
 
+// String returns the format name as accepted by ParseFormat.
 func (f Format) String() string {
 	switch f {
 	case XYZ:
@@ -51,7 +52,30 @@ func (f Format) String() string {
 	case SDF:
 		return "sdf"
 	}
-	return "unknown"
+	return fmt.Sprintf("Format(%d)", int(f))
+}
+
+// Ext returns the file extension (with the dot) of one file of the format. Extended XYZ
+// files use .xyz, as is conventional (extxyz is a superset of XYZ).
+func (f Format) Ext() string {
+	if f == SDF {
+		return ".sdf"
+	}
+	return ".xyz"
+}
+
+// ParseFormat parses "xyz", "extxyz" or "sdf" (case-insensitive; "exyz" means extxyz,
+// "mol"/"sd" mean sdf).
+func ParseFormat(s string) (Format, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "xyz":
+		return XYZ, nil
+	case "extxyz", "exyz":
+		return ExtXYZ, nil
+	case "sdf", "sd", "mol":
+		return SDF, nil
+	}
+	return 0, fmt.Errorf("unknown molecule format %q (want xyz, extxyz or sdf)", s)
 }
 
 // MaxFileBytes bounds the size of one input file (read into memory whole).

@@ -18,52 +18,27 @@ import (
 	"strings"
 
 	"github.com/enflow/enflow/etl/molecule"
+	"github.com/enflow/enflow/etl/molfile"
 	"github.com/enflow/enflow/pipeline/metrics"
 )
 
-// Format is an output format.
-type Format int
+// Format is an output format: the formats etl/molfile reads.
+type Format = molfile.Format
 
 // Output formats.
 const (
-	XYZ Format = iota + 1
-	ExtXYZ
-	SDF
+	XYZ    = molfile.XYZ
+	ExtXYZ = molfile.ExtXYZ
+	SDF    = molfile.SDF
 )
-
-// String returns the format name as accepted by ParseFormat.
-func (f Format) String() string {
-	switch f {
-	case XYZ:
-		return "xyz"
-	case ExtXYZ:
-		return "extxyz"
-	case SDF:
-		return "sdf"
-	}
-	return fmt.Sprintf("Format(%d)", int(f))
-}
-
-// Ext returns the file extension (with the dot) used for per-molecule files. Extended XYZ
-// files use .xyz, as is conventional (extxyz is a superset of XYZ).
-func (f Format) Ext() string {
-	if f == SDF {
-		return ".sdf"
-	}
-	return ".xyz"
-}
 
 // ParseFormat parses "xyz", "extxyz" or "sdf" (case-insensitive; "mol"/"sd" mean sdf).
 func ParseFormat(s string) (Format, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "xyz":
-		return XYZ, nil
-	case "extxyz", "exyz":
-		return ExtXYZ, nil
-	case "sdf", "sd", "mol":
-		return SDF, nil
+	f, err := molfile.ParseFormat(s)
+	if err != nil {
+		return 0, fmt.Errorf("molwrite: %w", err)
 	}
-	return 0, fmt.Errorf("molwrite: unknown format %q (want xyz, extxyz or sdf)", s)
+	return f, nil
 }
 
 // Bond is one perceived bond between atoms I < J (0-based) of bond order 1, 2 or 3.
