@@ -91,15 +91,19 @@ func BondOrder(t1, t2 int, dist float64) int {
 	if uint(t1) >= uint(NumTypes) || uint(t2) >= uint(NumTypes) {
 		return 0
 	}
+	return orderWithin(&cutoff[t1][t2], dist)
+}
+
+// orderWithin is the bond order of a pair at dist Å given its strict upper bounds c (pm) for
+// orders 1, 2, 3 (−Inf where an order does not exist), as in cutoff and zCutoff. NaN gives 0.
+func orderWithin(c *[3]float64, dist float64) int {
 	d := 100 * dist
-	c := &cutoff[t1][t2]
-	if !(d < c[0]) {
+	switch {
+	case !(d < c[0]):
 		return 0
-	}
-	if !(d < c[1]) {
+	case !(d < c[1]):
 		return 1
-	}
-	if !(d < c[2]) {
+	case !(d < c[2]):
 		return 2
 	}
 	return 3

@@ -114,17 +114,7 @@ func BondOrderZ(z1, z2 int, dist float64) int {
 	if !ok {
 		return 0
 	}
-	d := 100 * dist
-	if !(d < c[0]) {
-		return 0
-	}
-	if !(d < c[1]) {
-		return 1
-	}
-	if !(d < c[2]) {
-		return 2
-	}
-	return 3
+	return orderWithin(&c, dist)
 }
 
 // bondTotalsZ is BondTotals by atomic number (every atom covered).
