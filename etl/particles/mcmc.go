@@ -561,6 +561,12 @@ func (p DoubleWell) pair(d2 float64) float64 {
 }
 
 func (p DoubleWell) particleDelta(x []float64, dim, i int, pos []float64) float64 {
+	return pairTermDelta(p, x, dim, i, pos)
+}
+
+// pairTermDelta is the change of Σ_{j≠i} pair(‖x_i − x_j‖²) when particle i of the flat
+// configuration x (n × dim) moves to pos.
+func pairTermDelta[P interface{ pair(d2 float64) float64 }](p P, x []float64, dim, i int, pos []float64) float64 {
 	n := len(x) / dim
 	xi := x[i*dim : (i+1)*dim]
 	de := 0.0
@@ -587,23 +593,9 @@ func (p LennardJones) pair(d2 float64) float64 {
 }
 
 func (p LennardJones) particleDelta(x []float64, dim, i int, pos []float64) float64 {
-	n := len(x) / dim
-	xi := x[i*dim : (i+1)*dim]
-	de := 0.0
-	for j := 0; j < n; j++ {
-		if j == i {
-			continue
-		}
-		xj := x[j*dim : (j+1)*dim]
-		var d0, d1 float64
-		for k := range dim {
-			t0, t1 := xi[k]-xj[k], pos[k]-xj[k]
-			d0 += t0 * t0
-			d1 += t1 * t1
-		}
-		de += p.pair(d1) - p.pair(d0)
-	}
+	de := pairTermDelta(p, x, dim, i, pos)
 	if p.Oscillator != 0 {
+		n, xi := len(x)/dim, x[i*dim:(i+1)*dim]
 		// ½Σ‖x−m‖² = ½(Σ‖x‖² − ‖S‖²/n) with S = Σx.
 		var dq, ds float64
 		for k := range dim {
