@@ -203,23 +203,13 @@ func (m *Minimizer) newton(x []float64, e, gn float64, evals int) ([]float64, fl
 	for ; steps < 50 && gn >= opt.GradTol; steps++ {
 		pot.EnergyGrad(x, dim, grad)
 		evals++
-		h := m.Hessian(x)
 		q, _ := internalBasis(x, dim)
-		var hq, hr mat.Dense
-		hq.Mul(h, q)
-		hr.Mul(q.T(), &hq)
-		k := q.RawMatrix().Cols
-		sym := mat.NewSymDense(k, nil)
-		for i := range k {
-			for j := i; j < k; j++ {
-				sym.SetSym(i, j, 0.5*(hr.At(i, j)+hr.At(j, i)))
-			}
-		}
+		sym := m.internalHessian(x, q)
 		var es mat.EigenSym
 		if !es.Factorize(sym, true) {
 			break
 		}
-		vals := es.Values(nil)
+		vals, k := es.Values(nil), sym.SymmetricDim()
 		var vecs mat.Dense
 		es.VectorsTo(&vecs)
 		// Step in internal coordinates: δ = −Σ (vᵀ Qᵀ g)/|λ| v.
@@ -288,18 +278,8 @@ func (m *Minimizer) InternalEigenvalues(x []float64) ([]float64, int, error) {
 	if err := m.check(x); err != nil {
 		return nil, 0, err
 	}
-	h := m.Hessian(x)
 	q, zero := internalBasis(x, m.Energy.Dim)
-	var hq, hr mat.Dense
-	hq.Mul(h, q)
-	hr.Mul(q.T(), &hq)
-	k := q.RawMatrix().Cols
-	sym := mat.NewSymDense(k, nil)
-	for i := range k {
-		for j := i; j < k; j++ {
-			sym.SetSym(i, j, 0.5*(hr.At(i, j)+hr.At(j, i)))
-		}
-	}
+	sym := m.internalHessian(x, q)
 	var es mat.EigenSym
 	if !es.Factorize(sym, false) {
 		return nil, zero, fmt.Errorf("minimize: Hessian eigen-decomposition failed")
@@ -424,3 +404,20 @@ func dot(a, b []float64) float64 {
 }
 
 func norm(a []float64) float64 { return math.Sqrt(dot(a, a)) }
+
+// internalHessian is the Hessian of the energy at x projected on the internal coordinates q
+// (orthonormal columns spanning the complement of the translation and rotation modes):
+// QᵀHQ, symmetrised against rounding.
+func (m *Minimizer) internalHessian(x []float64, q *mat.Dense) *mat.SymDense {
+	var hq, hr mat.Dense
+	hq.Mul(m.Hessian(x), q)
+	hr.Mul(q.T(), &hq)
+	k := q.RawMatrix().Cols
+	sym := mat.NewSymDense(k, nil)
+	for i := range k {
+		for j := i; j < k; j++ {
+			sym.SetSym(i, j, 0.5*(hr.At(i, j)+hr.At(j, i)))
+		}
+	}
+	return sym
+}
