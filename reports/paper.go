@@ -85,7 +85,7 @@ const ReferenceJSData = 3.6e-5
 
 // datasetNames are display names.
 var datasetNames = map[string]string{
-	"dw4": "DW4", "lj13": "LJ13", "qm9": "QM9", "qm9-positional": "QM9 Positional",
+	"dw4": "DW4", "lj13": "LJ13", "qm9": "QM9", "qm9-positional": "QM9 Positional", "molecules": "Molecules",
 }
 
 func datasetName(ds string) string {

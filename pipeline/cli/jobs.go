@@ -105,14 +105,25 @@ func (c *jobsCommon) options(ctx context.Context, env *Env, specPath string) (jo
 	return o, nil
 }
 
-// JobCapabilities tells the job runner what enflow train supports in this build: DW4, LJ13 and
-// QM9 Positional, and the registered model kinds (train.ModelKinds; the --model values of
-// enflow train are expected to be registered kinds).
+// JobCapabilities tells the job runner what enflow train supports in this build: DW4, LJ13,
+// QM9 Positional, QM9 and a user's molecules, the registered model kinds (train.ModelKinds;
+// the --model values of enflow train are expected to be registered kinds), and on the two
+// molecule datasets with atom types the molecule E-NF only.
 func JobCapabilities() jobs.Capabilities {
 	return jobs.Capabilities{
 		Dataset: func(ds string) error {
+			if ds == jobs.DatasetQM9 || ds == jobs.DatasetMolecules {
+				return nil
+			}
 			if _, err := particles.SystemByName(ds); err != nil {
-				return fmt.Errorf("enflow train supports dw4, lj13 and qm9-positional (QM9 with atom types: import the published checkpoint with enflow import-torch)")
+				return fmt.Errorf("enflow train supports dw4, lj13, qm9-positional, qm9 and molecules")
+			}
+			return nil
+		},
+		Train: func(ds, model string) error {
+			if (ds == jobs.DatasetQM9 || ds == jobs.DatasetMolecules) && model != "enf" && model != train.QM9Kind {
+				return fmt.Errorf("enflow train --dataset %s trains the molecule E-NF only (model enf); "+
+					"the paper's GNF-att/GNF-att-aug rows for QM9 with atom types are not built", ds)
 			}
 			return nil
 		},

@@ -41,21 +41,35 @@ func TestJobsSpecArg(t *testing.T) {
 func TestJobCapabilities(t *testing.T) {
 	c := JobCapabilities()
 	for _, tc := range []struct {
-		ds, model string
-		dsOK, mOK bool
+		ds, model          string
+		dsOK, mOK, trainOK bool
 	}{
-		{"dw4", "enf", true, true},
-		{"lj13", "gaussian", true, true},
-		{"qm9-positional", "enf", true, true},
-		{"qm9", "no-such-model", false, false},
+		{"dw4", "enf", true, true, true},
+		{"lj13", "gaussian", true, true, true},
+		{"qm9-positional", "enf", true, true, true},
+		{"qm9-positional", "gnf-att", true, true, true},
+		{"qm9", "enf", true, true, true},
+		{"molecules", "enf", true, true, true},
+		{"qm9", "gnf-att", true, true, false},
+		{"molecules", "kernel", true, true, false},
+		{"qm9", "no-such-model", true, false, false},
+		{"md17", "enf", false, true, true},
 	} {
 		if err := c.Dataset(tc.ds); (err == nil) != tc.dsOK {
 			t.Errorf("dataset %s: %v", tc.ds, err)
-		} else if err != nil && !strings.Contains(err.Error(), "dw4, lj13 and qm9-positional") {
+		} else if err != nil && !strings.Contains(err.Error(), "dw4, lj13, qm9-positional, qm9 and molecules") {
 			t.Errorf("dataset %s: unclear error %v", tc.ds, err)
 		}
 		if err := c.Model(tc.model); (err == nil) != tc.mOK {
 			t.Errorf("model %s: %v", tc.model, err)
+		}
+		if !tc.mOK {
+			continue
+		}
+		if err := c.Train(tc.ds, tc.model); (err == nil) != tc.trainOK {
+			t.Errorf("train %s on %s: %v", tc.model, tc.ds, err)
+		} else if err != nil && !strings.Contains(err.Error(), "molecule E-NF only") {
+			t.Errorf("train %s on %s: unclear error %v", tc.model, tc.ds, err)
 		}
 	}
 }
@@ -101,7 +115,7 @@ models = ["gaussian"]
 n_data = [100, 40]
 [[experiment]]
 dataset = "qm9"
-models = ["enf"]
+models = ["gnf-att"]
 n_data = [13832]
 [[evaluation]]
 kind = "energy"
@@ -121,7 +135,8 @@ n = 32
 		return out.String(), code
 	}
 	common := []string{"--data", data, "--state", state}
-	// The QM9 training unit is unsupported: exit 1 with a clear reason, the rest runs.
+	// The QM9 GNF-att unit is unsupported (QM9 with atom types trains the E-NF only): exit 1
+	// with a clear reason, the rest runs.
 	out, code := run(append([]string{"jobs", "run", spec, "--in-process", "--json"}, common...)...)
 	if code != 1 {
 		t.Fatalf("jobs run with an unsupported unit: exit %d, want 1", code)

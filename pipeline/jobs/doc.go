@@ -11,7 +11,7 @@
 //
 //	name          = "table1_dw4"              # default: the file name
 //	description   = "…"
-//	data_dir      = "${ENFLOW_OUT:-out}/data"  # ETL output: {dataset}_{train,val,test}.parquet
+//	data_dir      = "${ENFLOW_OUT:-out}/data"  # ETL output: {dataset}_{train,val,test}.parquet (molecules: _valid)
 //	state_dir     = "${ENFLOW_OUT:-out}/jobs/table1_dw4"  # default out/jobs/<name>; --state wins
 //	backend       = ""                        # --backend of enflow train/eval/sample
 //	code_identity = "revision"                # or "ignore" (see Identity)
@@ -33,7 +33,7 @@
 //	                                          #   paper's schedule for n_data (REFERENCE §1.4).
 //	[[experiment]]                            # one or more
 //	name    = "dw4"                           # optional label
-//	dataset = "dw4"                           # dw4 | lj13 | qm9 | qm9-positional
+//	dataset = "dw4"                           # dw4 | lj13 | qm9 | qm9-positional | molecules
 //	models  = ["enf", "kernel"]               # enflow train --model values
 //	n_data  = [100, 1000]
 //	seeds   = [1, 2]                          # default [1]

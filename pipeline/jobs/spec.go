@@ -116,19 +116,23 @@ const (
 // evalKinds lists the evaluation kinds (for messages).
 var evalKinds = []string{KindNLL, KindEnergy, KindStability, KindJS, KindESS, KindStates}
 
-// Datasets the spec may name. Whether this build can train on one is decided at run time
-// (Capabilities); QM9 training is not implemented yet.
+// Datasets the spec may name. Whether this build can train a model on one is decided at run
+// time (Capabilities).
 const (
 	DatasetDW4           = "dw4"
 	DatasetLJ13          = "lj13"
-	DatasetQM9           = "qm9"
-	DatasetQM9Positional = "qm9-positional"
+	DatasetQM9           = "qm9"            // atom types, charges and positions (Table 2)
+	DatasetQM9Positional = "qm9-positional" // 19-atom QM9 molecules, positions only (Table 3)
+	DatasetMolecules     = "molecules"      // a user's own molecules (enflow etl molecules)
 )
 
-var knownDatasets = []string{DatasetDW4, DatasetLJ13, DatasetQM9, DatasetQM9Positional}
+var knownDatasets = []string{DatasetDW4, DatasetLJ13, DatasetQM9, DatasetQM9Positional, DatasetMolecules}
 
 // isParticle reports whether ds is a particle system (DW4, LJ13).
 func isParticle(ds string) bool { return ds == DatasetDW4 || ds == DatasetLJ13 }
+
+// hasAtomTypes reports whether ds holds molecules with atom types (QM9 or a user's own).
+func hasAtomTypes(ds string) bool { return ds == DatasetQM9 || ds == DatasetMolecules }
 
 // isMolecular reports whether ds is a QM9 variant.
 func isMolecular(ds string) bool { return ds == DatasetQM9 || ds == DatasetQM9Positional }
@@ -141,7 +145,7 @@ func evalApplies(kind, ds string) bool {
 	case KindEnergy, KindESS, KindStates:
 		return isParticle(ds)
 	case KindStability:
-		return ds == DatasetQM9
+		return hasAtomTypes(ds)
 	case KindJS:
 		return isMolecular(ds)
 	}
@@ -164,7 +168,7 @@ const (
 var trainFlags = map[string]flagType{
 	"epochs": flagInt, "test-every": flagInt, "batch": flagInt, "eval-batch": flagInt,
 	"hidden": flagInt, "layers": flagInt, "steps": flagInt, "max-steps-per-epoch": flagInt,
-	"eval-n": flagInt, "keep": flagInt, "js-samples": flagInt,
+	"eval-n": flagInt, "keep": flagInt, "js-samples": flagInt, "stability-samples": flagInt,
 	"lr": flagFloat, "wd": flagFloat, "rtol": flagFloat, "atol": flagFloat, "reg": flagFloat, "clip-grad": flagFloat,
 	"dtype": flagString, "solver": flagString, "trace": flagString, "noise": flagString,
 	"grad": flagString, "val-trace": flagString, "test-trace": flagString, "clip-adaptive": flagBool,

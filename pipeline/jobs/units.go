@@ -82,6 +82,9 @@ type Capabilities struct {
 	Dataset func(ds string) error
 	// Model returns nil if enflow train knows the model kind.
 	Model func(model string) error
+	// Train, if set, returns nil if enflow train trains that model on that dataset (both
+	// known), e.g. only the molecule E-NF on QM9 with atom types.
+	Train func(ds, model string) error
 }
 
 // CodeInfo identifies the code that runs the units.
@@ -268,6 +271,11 @@ func unsupported(c Capabilities, ds, model string) string {
 			return fmt.Sprintf("model %s: %v", model, err)
 		}
 	}
+	if c.Train != nil {
+		if err := c.Train(ds, model); err != nil {
+			return fmt.Sprintf("model %s on %s: %v", model, ds, err)
+		}
+	}
 	return ""
 }
 
@@ -389,12 +397,15 @@ func (s Shard) Contains(u *Unit) bool {
 }
 
 // splitInputs are the train/val/test ETL files of a dataset trained by enflow train:
-// {ds}_{train,val,test}.parquet for DW4/LJ13, qm9_positional_{train,valid,test}.parquet (the
-// QM9 ETL's names) for QM9 Positional.
+// {ds}_{train,val,test}.parquet for DW4/LJ13, and the QM9 ETL's names
+// {qm9_positional,qm9,molecules}_{train,valid,test}.parquet for the molecule datasets.
 func splitInputs(dir, ds string) ([]Input, error) {
 	base, val := ds, "val"
-	if ds == DatasetQM9Positional {
+	switch ds {
+	case DatasetQM9Positional:
 		base, val = "qm9_positional", "valid"
+	case DatasetQM9, DatasetMolecules:
+		val = "valid"
 	}
 	var out []Input
 	for _, split := range []string{"train", "val", "test"} {
