@@ -72,8 +72,9 @@ test-slurm:
 test-fuzz:
     FUZZTIME="${FUZZTIME:-10s}" ENFLOW_SHARED={{shared}} bash scripts/fuzz/run.sh
 
-# ETL of the shipped datasets into {{out}}/data.
+# ETL of the shipped datasets into {{out}}/data, and the carved QM9 Positional split into {{out}}/data_carved.
 etl: setup-go
     bin/enflow etl qm9 --npz {{shared}}/data/qm9/cormorant_qm9_test.npz --positional --out {{out}}/data
+    bin/enflow etl qm9 --npz {{shared}}/data/qm9/cormorant_qm9_test.npz --positional --positional-resplit 80,10,10 --out {{out}}/data_carved
     bin/enflow etl particles --system dw4 --data {{shared}}/data/dw4 --out {{out}}/data
     bin/enflow etl particles --system lj13 --data {{shared}}/data/lj13 --out {{out}}/data

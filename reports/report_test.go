@@ -432,3 +432,24 @@ func TestHTMLReportInChromium(t *testing.T) {
 		t.Logf("chromium stderr:\n%s", stderr.String())
 	}
 }
+
+// TestTable3CarvedNote: a QM9 Positional cell trained on fewer molecules than the paper's
+// 13,832 (the carved shipped split) is flagged under Table 3 as not comparable; a full-size
+// cell is not.
+func TestTable3CarvedNote(t *testing.T) {
+	for _, tc := range []struct {
+		nData int64
+		want  bool
+	}{{1466, true}, {Table3TrainMolecules, false}} {
+		rows := append(sampleRows(), rowsFor("000000000000000a", "train", "qm9-positional", "kernel", "", tc.nData, 1, t0,
+			map[string]float64{"test_nll": -80, "epochs": 3}, nil)...)
+		t3 := Build(rows, Options{Now: t0, Source: "src"}).Tables[3]
+		notes := strings.Join(t3.DataNotes, " ")
+		if got := strings.Contains(notes, "Kernel dynamics 1466 training molecules") && strings.Contains(notes, "not the paper's split"); got != tc.want {
+			t.Errorf("n_data %d: carved note present %v, want %v: %q", tc.nData, got, tc.want, notes)
+		}
+		if !tc.want && notes != "" {
+			t.Errorf("n_data %d: unexpected note %q", tc.nData, notes)
+		}
+	}
+}
