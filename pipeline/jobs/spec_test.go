@@ -230,6 +230,7 @@ func TestShippedSpecs(t *testing.T) {
 		{"table1_lj13.toml", 48, 24, 0, 0},
 		{"table2_qm9.toml", 7, 3, 3, 1},
 		{"table3_qm9_positional.toml", 13, 6, 6, 1},
+		{"table3_qm9_positional_carved.toml", 5, 2, 2, 1},
 		// Boltzmann generators: 3 two-stage training units, each with nll train/test, ess and
 		// energy (generalisation) or states, ess and energy (discovery, + the data's states).
 		{"bg_generalisation.toml", 15, 3, 0, 0},
