@@ -293,11 +293,14 @@ func (s *qm9Sink) write(m *molecule.Molecule) error {
 	s.molecules++
 	s.atoms += m.NAtoms()
 	if s.positional && qm9.IsPositional(m) {
-		split := m.Split
-		if s.resplit != nil {
-			split = resplitOf(m.ID, s.resplitSeed, s.resplit)
+		split, pm := m.Split, m
+		if s.resplit != nil && !s.resplitAll {
+			// The row's split column says the file it is in.
+			c := *m
+			c.Split = resplitOf(m.ID, s.resplitSeed, s.resplit)
+			split, pm = c.Split, &c
 		}
-		if err := s.writeTo("qm9_positional_"+split, m); err != nil {
+		if err := s.writeTo("qm9_positional_"+split, pm); err != nil {
 			return err
 		}
 		s.positionalCounts[split]++

@@ -107,6 +107,17 @@ func TestQM9PositionalCLI(t *testing.T) {
 	if total != 1813 {
 		t.Fatalf("positional molecules = %d, want the 1813 19-atom molecules of the test split", total)
 	}
+	for _, s := range []string{"train", "valid", "test"} { // the split column says the file
+		ms, err := table.ReadMolecules(filepath.Join(data, "qm9_positional_"+s+".parquet"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.Split != s {
+				t.Fatalf("qm9_positional_%s.parquet: molecule %d has split %q", s, m.ID, m.Split)
+			}
+		}
+	}
 
 	t.Run("etl particles refuses qm9-positional", func(t *testing.T) {
 		code, _, stderr := runCLIForMetrics(t, "etl", "particles", "--system", "qm9-positional", "--out", filepath.Join(dir, "x"))
