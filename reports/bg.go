@@ -163,6 +163,46 @@ func (b *bgTrain) dataLabel() string {
 	return s + " · n=" + strconv.FormatInt(f.NData, 10)
 }
 
+// seedLabel is the data label with the seed, for tables that list every seed's unit.
+func (b *bgTrain) seedLabel() string {
+	return b.dataLabel() + " · seed " + strconv.FormatInt(b.u.first.Seed, 10)
+}
+
+// meanStd is the sample mean and standard deviation (n−1) of the finite values of xs, and
+// how many there were.
+func meanStd(xs []float64) (mean, std float64, n int) {
+	for _, x := range xs {
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			mean += x
+			n++
+		}
+	}
+	if n == 0 {
+		return math.NaN(), math.NaN(), 0
+	}
+	mean /= float64(n)
+	for _, x := range xs {
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			std += (x - mean) * (x - mean)
+		}
+	}
+	if n > 1 {
+		std = math.Sqrt(std / float64(n-1))
+	}
+	return mean, std, n
+}
+
+func meanStdCell(xs []float64, f format) string {
+	m, sd, n := meanStd(xs)
+	if n == 0 {
+		return "–"
+	}
+	if n == 1 {
+		return formatValue(m, f)
+	}
+	return formatValue(m, f) + " ± " + strings.TrimSuffix(formatValue(sd, f), "%")
+}
+
 func bgTrains(ix *index) []*bgTrain {
 	children := map[string]map[string][]*unitRec{}
 	for _, u := range ix.units {
@@ -246,6 +286,13 @@ func generalisationTable(trains []*bgTrain) SimpleTable {
 	if generalisation {
 		t.Note += " Reference rows: Köhler, Klein & Noé (2020), Table 1 (DW4)."
 	}
+	type finalGroup struct {
+		seeds                 map[int64]int // units per seed
+		dims                  float64
+		train, test, gap, ess []float64
+	}
+	groups := map[[3]string]*finalGroup{}
+	var order [][3]string
 	for _, b := range trains {
 		f := b.u.first
 		dims := b.u.value("nll_dims")
@@ -264,7 +311,7 @@ func generalisationTable(trains []*bgTrain) SimpleTable {
 			if dagger && tr != "–" {
 				tr += " †"
 			}
-			return SimpleRow{Kind: f.Model, Cells: []string{modelName(f.Model), b.dataLabel(), stage, dimsCell, tr, nllCell(test),
+			return SimpleRow{Kind: f.Model, Cells: []string{modelName(f.Model), b.seedLabel(), stage, dimsCell, tr, nllCell(test),
 				nllCell(test - train), nllCell(norm(train)), nllCell(norm(test)), ess}}
 		}
 		for i := 0; i+1 < len(b.stages); i++ {
@@ -289,14 +336,55 @@ func generalisationTable(trains []*bgTrain) SimpleTable {
 		}); c != nil && !math.IsNaN(c.value("nll")) {
 			test = c.value("nll")
 		}
-		ess := "–"
+		ess, essFrac := "–", math.NaN()
 		if c := b.child(jobs.KindESS, nil); c != nil && !math.IsNaN(c.value("ess_fraction")) {
-			ess = formatValue(c.value("ess_fraction"), fmtPercent)
+			essFrac = c.value("ess_fraction")
+			ess = formatValue(essFrac, fmtPercent)
 			if n := c.value("n_samples"); !math.IsNaN(n) {
 				ess += fmt.Sprintf(" (%s of %s)", strconv.FormatFloat(c.value("ess"), 'f', 1, 64), strconv.FormatFloat(n, 'f', 0, 64))
 			}
 		}
 		t.Rows = append(t.Rows, row(b.finalStage(), train, test, ess, trainDagger))
+		key := [3]string{f.Model, b.dataLabel(), b.finalStage()}
+		g, ok := groups[key]
+		if !ok {
+			g = &finalGroup{dims: dims, seeds: map[int64]int{}}
+			groups[key] = g
+			order = append(order, key)
+		}
+		g.seeds[f.Seed]++
+		g.train, g.test, g.ess = append(g.train, train), append(g.test, test), append(g.ess, essFrac)
+		g.gap = append(g.gap, test-train)
+	}
+	// One summary row per model, data and final stage trained with more than one seed, each
+	// seed once (units of an older spec listed by --all-units are not averaged in).
+	for _, key := range order {
+		g := groups[key]
+		once := len(g.seeds) > 1
+		for _, k := range g.seeds {
+			once = once && k == 1
+		}
+		if !once {
+			continue
+		}
+		shift := func(xs []float64) []float64 {
+			out := make([]float64, len(xs))
+			for i, x := range xs {
+				out[i] = math.NaN()
+				if !math.IsNaN(g.dims) {
+					out[i] = x - 0.5*g.dims*math.Log(2*math.Pi)
+				}
+			}
+			return out
+		}
+		dimsCell := "–"
+		if !math.IsNaN(g.dims) {
+			dimsCell = strconv.FormatFloat(g.dims, 'f', 0, 64)
+		}
+		t.Rows = append(t.Rows, SimpleRow{Kind: key[0], Cells: []string{modelName(key[0]),
+			fmt.Sprintf("%s · mean ± std over %d seeds", key[1], len(g.seeds)), key[2], dimsCell,
+			meanStdCell(g.train, fmtNLL), meanStdCell(g.test, fmtNLL), meanStdCell(g.gap, fmtNLL),
+			meanStdCell(shift(g.train), fmtNLL), meanStdCell(shift(g.test), fmtNLL), meanStdCell(g.ess, fmtPercent)}})
 	}
 	for _, k := range KöhlerTable1 {
 		if !generalisation {
@@ -335,7 +423,7 @@ func statesTable(trains []*bgTrain, data []*unitRec) SimpleTable {
 	}
 	for _, b := range trains {
 		for _, c := range b.children[jobs.KindStates] {
-			add(c, b.u.first.Model, b.dataLabel(), b.finalStage())
+			add(c, b.u.first.Model, b.seedLabel(), b.finalStage())
 		}
 	}
 	for _, u := range data {
@@ -447,7 +535,7 @@ func essFigures(trains []*bgTrain, others []string) []Figure {
 				x[i] = h.Lo + float64(i)*width
 			}
 			f := b.u.first
-			title := fmt.Sprintf("%s · %s · %s", modelName(f.Model), b.dataLabel(), b.finalStage())
+			title := fmt.Sprintf("%s · %s · %s", modelName(f.Model), b.seedLabel(), b.finalStage())
 			ch := Chart{Title: title, XLabel: "energy u", YLabel: "density", W: 410, H: 250, XMin: h.Lo, XMax: h.Hi, YMinZero: true,
 				Note: fmt.Sprintf("ESS %s; reweighted by exp(−u/T)/q, T = %g", formatValue(c.value("ess_fraction"), fmtPercent), d.Temperature),
 				Series: []Series{

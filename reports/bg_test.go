@@ -95,7 +95,7 @@ func TestBoltzmannSection(t *testing.T) {
 		{"E-NF/2: ML+KL (λ 1.0:0.5)", 3, "6"},
 		{"E-NF/2: ML+KL (λ 1.0:0.5)", 6, "1.25"},
 		{"E-NF/2: ML+KL (λ 1.0:0.5)", 7, "-0.01"}, // 5.5 − 3·ln 2π
-		{"E-NF/2: ML+KL (λ 1.0:0.5)", 1, "DW4 dw4_mcmc · n=1000"},
+		{"E-NF/2: ML+KL (λ 1.0:0.5)", 1, "DW4 dw4_mcmc · n=1000 · seed 1"},
 		{"nBG (Köhler et al.)/source", 4, "-12.64"},
 		{"nBG (Köhler et al.)/source", 5, "372.69"},
 		{"eqBG (Köhler et al.)/source", 6, "0.81"},
@@ -138,7 +138,7 @@ func TestBoltzmannSection(t *testing.T) {
 		"## Boltzmann generators",
 		"### Boltzmann generators — generalisation",
 		"| Model | Data | Stage | NLL dims | Train NLL | Test NLL | Gap |",
-		"| RealNVP (nBG) | DW4 dw4_mcmc · n=1000 | 2: ML+KL (λ 1.0:0.5) | 8 | -11.50 | 350.50 | 362.00 |",
+		"| RealNVP (nBG) | DW4 dw4_mcmc · n=1000 · seed 1 | 2: ML+KL (λ 1.0:0.5) | 8 | -11.50 | 350.50 | 362.00 |",
 		"| nBG (Köhler et al.) | DW4 (MCMC, cut in time) | source | – | -12.64 | 372.69 |",
 		"### Boltzmann generators — metastable states",
 	} {
@@ -255,7 +255,7 @@ func TestBoltzmannFigures(t *testing.T) {
 	for i, name := range []string{"x", "y", "r"} {
 		f := r.BG.Marginals[i]
 		svg := string(f.SVG)
-		if !strings.Contains(f.Caption, "RealNVP (nBG) · DW4 dw4_mcmc · n=1000 · 2: ML+KL (λ 1.0:0.5) — "+name) ||
+		if !strings.Contains(f.Caption, "RealNVP (nBG) · DW4 dw4_mcmc · n=1000 · seed 1 · 2: ML+KL (λ 1.0:0.5) — "+name) ||
 			!strings.Contains(f.Caption, "100 flow samples") || !strings.Contains(f.Caption, "centre of mass removed") {
 			t.Errorf("marginal %s caption %q", name, f.Caption)
 		}
@@ -325,5 +325,62 @@ func TestBGParticleGrid3D(t *testing.T) {
 	}
 	if _, err := configurationFigure(&jobs.StateConfigurations{Dim: 3, Samples: []jobs.ConfigPair{{Before: f64s(1, 2)}}}, bgFile{}); err == nil {
 		t.Error("no error for positions that are not 3-D configurations")
+	}
+}
+
+// TestBoltzmannSeedsSummary: with a second seed of the RealNVP unit the generalisation table
+// lists both seeds and a mean ± std row over them; a single-seed model gets no summary row.
+func TestBoltzmannSeedsSummary(t *testing.T) {
+	rows := bgRows()
+	for _, r := range bgRows() {
+		if !strings.HasPrefix(r.Unit, "100000000000000") {
+			continue
+		}
+		r.Unit = "5" + r.Unit[1:]
+		if r.ParentUnit != "" {
+			r.ParentUnit = "5" + r.ParentUnit[1:]
+		}
+		r.UnitHash = strings.Repeat("5", 64)
+		r.Seed = 2
+		if r.Metric == "nll" || r.Metric == "test_nll" {
+			r.Value += 2 // seed 2: train −9.5, test 352.5
+		}
+		if r.Metric == "ess_fraction" {
+			r.Value = 0.03
+		}
+		rows = append(rows, r)
+	}
+	g := Build(rows, Options{Now: t0}).BG.Generalisation
+	var summary []SimpleRow
+	seeds := map[string]bool{}
+	for _, row := range g.Rows {
+		if row.Kind != "realnvp" || !strings.HasPrefix(row.Cells[2], "2:") {
+			continue
+		}
+		if strings.Contains(row.Cells[1], "mean ± std") {
+			summary = append(summary, row)
+		} else {
+			seeds[row.Cells[1][strings.LastIndex(row.Cells[1], "seed"):]] = true
+		}
+	}
+	if !seeds["seed 1"] || !seeds["seed 2"] {
+		t.Errorf("per-seed rows %v, want seed 1 and seed 2", seeds)
+	}
+	if len(summary) != 1 {
+		t.Fatalf("%d RealNVP summary rows, want 1", len(summary))
+	}
+	c := summary[0].Cells
+	// Train −11.5 and −9.5: mean −10.5, std √2; test 350.5 and 352.5; gap 362 both; ESS 1 % and 3 %.
+	want := map[int]string{1: "DW4 dw4_mcmc · n=1000 · mean ± std over 2 seeds", 4: "-10.50 ± 1.41", 5: "351.50 ± 1.41",
+		6: "362.00 ± 0.00", 9: "2.0% ± 1.4"}
+	for col, w := range want {
+		if c[col] != w {
+			t.Errorf("summary column %s = %q, want %q", g.Columns[col], c[col], w)
+		}
+	}
+	for _, row := range g.Rows {
+		if row.Kind == "enf" && strings.Contains(row.Cells[1], "mean ± std") {
+			t.Errorf("single-seed E-NF has a summary row %q", row.Cells)
+		}
 	}
 }

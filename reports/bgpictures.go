@@ -38,7 +38,7 @@ func bgFiles(trains []*bgTrain, data []*unitRec, others []string) []bgFile {
 	var out []bgFile
 	for _, b := range trains {
 		f := b.u.first
-		title := fmt.Sprintf("%s · %s · %s", modelName(f.Model), b.dataLabel(), b.finalStage())
+		title := fmt.Sprintf("%s · %s · %s", modelName(f.Model), b.seedLabel(), b.finalStage())
 		short := fmt.Sprintf("%s · %s", modelName(f.Model), b.finalStage())
 		for _, c := range b.children[jobs.KindESS] {
 			if d, ok := detail[jobs.ESSDetail](c, "ess_detail"); ok && d.Marginal != "" {
