@@ -293,7 +293,7 @@ split = "train"
 		}
 		return string(b), sum
 	}
-	const stage1Row = "| RealNVP (nBG) | DW4 bg · n=40 | 1: ML |"
+	const stage1Row = "| RealNVP (nBG) | DW4 bg · n=40 · seed 1 | 1: ML |"
 	md, sum := report()
 	if n := strings.Count(md, stage1Row); n != 1 {
 		t.Errorf("report: %d RealNVP units in the Boltzmann-generator table, want the current one only:\n%s", n, md)

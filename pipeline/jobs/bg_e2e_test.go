@@ -179,7 +179,7 @@ func TestBGMiniSpecEndToEnd(t *testing.T) {
 	if n := bytes.Count(page, []byte("<title>particle ")); n != 4*pictures {
 		t.Errorf("report HTML has %d particle circles, want 4 per pictured configuration (%d)", n, 4*pictures)
 	}
-	for _, want := range []string{"## Boltzmann generators", "| RealNVP (nBG) | DW4 bg · n=60 | 1: ML |", "2: ML+KL (λ 1.0:0.5)", "metastable states"} {
+	for _, want := range []string{"## Boltzmann generators", "| RealNVP (nBG) | DW4 bg · n=60 · seed 1 | 1: ML |", "2: ML+KL (λ 1.0:0.5)", "metastable states"} {
 		if !bytes.Contains(md, []byte(want)) {
 			t.Errorf("report Markdown lacks %q", want)
 		}

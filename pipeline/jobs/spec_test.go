@@ -231,10 +231,10 @@ func TestShippedSpecs(t *testing.T) {
 		{"table2_qm9.toml", 7, 3, 3, 1},
 		{"table3_qm9_positional.toml", 13, 6, 6, 1},
 		{"table3_qm9_positional_carved.toml", 5, 2, 2, 1},
-		// Boltzmann generators: 3 two-stage training units, each with nll train/test, ess and
+		// Boltzmann generators: 3 two-stage training units × 3 seeds, each with nll train/test, ess and
 		// energy (generalisation) or states, ess and energy (discovery, + the data's states).
-		{"bg_generalisation.toml", 15, 3, 0, 0},
-		{"bg_discovery.toml", 13, 3, 0, 1},
+		{"bg_generalisation.toml", 45, 9, 0, 0},
+		{"bg_discovery.toml", 37, 9, 0, 1},
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.toml"))
 	if len(files) != len(tests) {
