@@ -11,7 +11,8 @@
 #   `enflow jobs run` resumes it instead of restarting it.
 #
 # Rolling checkpoints of finished units, metrics.parquet (metrics.csv holds the same), the
-# child processes' log.txt (hundreds of KB per unit) and lock files stay out. Usage: scripts/record/stage.sh reports/results/table1_dw4 [--dry-run]
+# child processes' log.txt (hundreds of KB per unit) and lock files stay out; tracked files
+# that are gone from the directory (a committed mid-run checkpoint) are staged as removed. Usage: scripts/record/stage.sh reports/results/table1_dw4 [--dry-run]
 set -euo pipefail
 dir="${1:?usage: stage.sh STATE_DIR [--dry-run]}"
 dry="${2:-}"
@@ -35,4 +36,7 @@ for u in "$dir"/units/*/; do
 done
 if [ "$dry" = "--dry-run" ]; then printf '%s\n' "${files[@]}"; exit 0; fi
 git add -f -- "${files[@]}"
+# Tracked files the run has since removed (e.g. the mid-run checkpoint of a unit that has now
+# finished) leave the record too.
+git add -u -- "$dir"
 echo "stage.sh: staged ${#files[@]} files of $dir ($(du -ch "${files[@]}" | tail -1 | cut -f1))" >&2
