@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -66,14 +64,7 @@ n = 3
 	}
 	state := filepath.Join(dir, "state")
 	t.Setenv(jobs.CodeVersionEnv, "cli-test")
-	run := func(args ...string) (string, int) {
-		var out, errb bytes.Buffer
-		code := Main(context.Background(), args, &out, &errb)
-		if code != 0 {
-			t.Logf("enflow %s: exit %d\n%s", strings.Join(args, " "), code, errb.String())
-		}
-		return out.String(), code
-	}
+	run := func(args ...string) (string, int) { return runMainLogged(t, args...) }
 	common := []string{"--data", data, "--state", state, "--in-process", "--json"}
 	out, code := run(append([]string{"jobs", "run", spec}, common...)...)
 	if code != 0 {

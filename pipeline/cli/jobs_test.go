@@ -126,14 +126,7 @@ n = 32
 	}
 	state := filepath.Join(dir, "state")
 	t.Setenv(jobs.CodeVersionEnv, "cli-test")
-	run := func(args ...string) (string, int) {
-		var out, errb bytes.Buffer
-		code := Main(context.Background(), args, &out, &errb)
-		if code != 0 {
-			t.Logf("enflow %s: exit %d\n%s", strings.Join(args, " "), code, errb.String())
-		}
-		return out.String(), code
-	}
+	run := func(args ...string) (string, int) { return runMainLogged(t, args...) }
 	common := []string{"--data", data, "--state", state}
 	// The QM9 GNF-att unit is unsupported (QM9 with atom types trains the E-NF only): exit 1
 	// with a clear reason, the rest runs.
@@ -340,4 +333,16 @@ split = "train"
 	if status := run(append([]string{"jobs", "status", spec}, common...)...); strings.Contains(status, "stale") {
 		t.Errorf("jobs status after prune:\n%s", status)
 	}
+}
+
+// runMainLogged runs the enflow command line in-process and returns its stdout and exit
+// code, logging stderr when the exit code is not 0.
+func runMainLogged(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, &out, &errb)
+	if code != 0 {
+		t.Logf("enflow %s: exit %d\n%s", strings.Join(args, " "), code, errb.String())
+	}
+	return out.String(), code
 }
