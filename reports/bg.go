@@ -168,30 +168,15 @@ func (b *bgTrain) seedLabel() string {
 	return b.dataLabel() + " · seed " + strconv.FormatInt(b.u.first.Seed, 10)
 }
 
-// meanStd is the sample mean and standard deviation (n−1) of the finite values of xs, and
-// how many there were.
-func meanStd(xs []float64) (mean, std float64, n int) {
-	for _, x := range xs {
-		if !math.IsNaN(x) && !math.IsInf(x, 0) {
-			mean += x
-			n++
-		}
+// dimsLabel is the NLL dimension cell: the number, or "–" when unknown (NaN).
+func dimsLabel(dims float64) string {
+	if math.IsNaN(dims) {
+		return "–"
 	}
-	if n == 0 {
-		return math.NaN(), math.NaN(), 0
-	}
-	mean /= float64(n)
-	for _, x := range xs {
-		if !math.IsNaN(x) && !math.IsInf(x, 0) {
-			std += (x - mean) * (x - mean)
-		}
-	}
-	if n > 1 {
-		std = math.Sqrt(std / float64(n-1))
-	}
-	return mean, std, n
+	return strconv.FormatFloat(dims, 'f', 0, 64)
 }
 
+// meanStdCell formats the mean ± std of the values of xs that are not NaN ("–" for none).
 func meanStdCell(xs []float64, f format) string {
 	m, sd, n := meanStd(xs)
 	if n == 0 {
@@ -296,16 +281,8 @@ func generalisationTable(trains []*bgTrain) SimpleTable {
 	for _, b := range trains {
 		f := b.u.first
 		dims := b.u.value("nll_dims")
-		dimsCell := "–"
-		if !math.IsNaN(dims) {
-			dimsCell = strconv.FormatFloat(dims, 'f', 0, 64)
-		}
-		norm := func(v float64) float64 {
-			if math.IsNaN(dims) {
-				return math.NaN()
-			}
-			return v - 0.5*dims*math.Log(2*math.Pi)
-		}
+		dimsCell := dimsLabel(dims)
+		norm := func(v float64) float64 { return dropNormaliser(v, dims) }
 		row := func(stage string, train, test float64, ess string, dagger bool) SimpleRow {
 			tr := nllCell(train)
 			if dagger && tr != "–" {
@@ -370,19 +347,12 @@ func generalisationTable(trains []*bgTrain) SimpleTable {
 		shift := func(xs []float64) []float64 {
 			out := make([]float64, len(xs))
 			for i, x := range xs {
-				out[i] = math.NaN()
-				if !math.IsNaN(g.dims) {
-					out[i] = x - 0.5*g.dims*math.Log(2*math.Pi)
-				}
+				out[i] = dropNormaliser(x, g.dims)
 			}
 			return out
 		}
-		dimsCell := "–"
-		if !math.IsNaN(g.dims) {
-			dimsCell = strconv.FormatFloat(g.dims, 'f', 0, 64)
-		}
 		t.Rows = append(t.Rows, SimpleRow{Kind: key[0], Cells: []string{modelName(key[0]),
-			fmt.Sprintf("%s · mean ± std over %d seeds", key[1], len(g.seeds)), key[2], dimsCell,
+			fmt.Sprintf("%s · mean ± std over %d seeds", key[1], len(g.seeds)), key[2], dimsLabel(g.dims),
 			meanStdCell(g.train, fmtNLL), meanStdCell(g.test, fmtNLL), meanStdCell(g.gap, fmtNLL),
 			meanStdCell(shift(g.train), fmtNLL), meanStdCell(shift(g.test), fmtNLL), meanStdCell(g.ess, fmtPercent)}})
 	}

@@ -24,9 +24,18 @@ func (u *unitRec) nll(metric string) float64 {
 		return v
 	}
 	if d := u.value("nll_dims"); d > 0 {
-		return u.value(withNormaliser) - 0.5*d*math.Log(2*math.Pi)
+		return dropNormaliser(u.value(withNormaliser), d)
 	}
 	return math.NaN()
+}
+
+// dropNormaliser drops the Gaussian normaliser ½·d·ln 2π of a d-dimensional prior from an
+// NLL (NaN when d is unknown).
+func dropNormaliser(nll, dims float64) float64 {
+	if math.IsNaN(dims) {
+		return math.NaN()
+	}
+	return nll - 0.5*dims*math.Log(2*math.Pi)
 }
 
 // epochs returns the epochs the unit completed (NaN unknown) and the epochs of the paper's

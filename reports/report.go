@@ -408,24 +408,32 @@ func (ix *index) aggregateOf(kind, dataset, model, label string, nData int64, va
 		a.units = append(a.units, f.Unit)
 		a.recs = append(a.recs, u)
 	}
-	a.n = len(vals)
-	if a.n == 0 {
-		a.mean, a.std = math.NaN(), math.NaN()
-		return a
-	}
-	for _, v := range vals {
-		a.mean += v
-	}
-	a.mean /= float64(a.n)
-	for _, v := range vals {
-		a.std += (v - a.mean) * (v - a.mean)
-	}
-	if a.n > 1 {
-		a.std = math.Sqrt(a.std / float64(a.n-1))
-	} else {
-		a.std = 0
-	}
+	a.mean, a.std, a.n = meanStd(vals)
 	return a
+}
+
+// meanStd is the sample mean and standard deviation (n−1; 0 for one value) of the values of
+// xs that are not NaN, and how many there were (NaN, NaN, 0 for none).
+func meanStd(xs []float64) (mean, std float64, n int) {
+	for _, x := range xs {
+		if !math.IsNaN(x) {
+			mean += x
+			n++
+		}
+	}
+	if n == 0 {
+		return math.NaN(), math.NaN(), 0
+	}
+	mean /= float64(n)
+	for _, x := range xs {
+		if !math.IsNaN(x) {
+			std += (x - mean) * (x - mean)
+		}
+	}
+	if n > 1 {
+		std = math.Sqrt(std / float64(n-1))
+	}
+	return mean, std, n
 }
 
 // largestNData returns the largest n_data of matching units (−1: none; 0: standalone units).
