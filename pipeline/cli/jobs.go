@@ -112,7 +112,7 @@ func (c *jobsCommon) options(ctx context.Context, env *Env, specPath string) (jo
 func JobCapabilities() jobs.Capabilities {
 	return jobs.Capabilities{
 		Dataset: func(ds string) error {
-			if ds == jobs.DatasetQM9 || ds == jobs.DatasetMolecules {
+			if train.IsMoleculeSystem(ds) {
 				return nil
 			}
 			if _, err := particles.SystemByName(ds); err != nil {
@@ -121,7 +121,7 @@ func JobCapabilities() jobs.Capabilities {
 			return nil
 		},
 		Train: func(ds, model string) error {
-			if (ds == jobs.DatasetQM9 || ds == jobs.DatasetMolecules) && model != "enf" && model != train.QM9Kind {
+			if train.IsMoleculeSystem(ds) && !train.TrainsMolecules(model) {
 				return fmt.Errorf("enflow train --dataset %s trains the molecule E-NF only (model enf); "+
 					"the paper's GNF-att/GNF-att-aug rows for QM9 with atom types are not built", ds)
 			}

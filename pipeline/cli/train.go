@@ -124,7 +124,7 @@ func runTrain(ctx context.Context, env *Env, args []string) error {
 	case f.data == "":
 		return fmt.Errorf("%w: --data is required", ErrUsage)
 	}
-	if f.dataset == train.SystemQM9 || f.dataset == train.SystemMolecules {
+	if train.IsMoleculeSystem(f.dataset) {
 		return runTrainMolecules(ctx, env, &f, set)
 	}
 	if f.stabilitySamples > 0 {

@@ -47,7 +47,7 @@ func (f *trainFlags) qm9Defaults(set map[string]bool) {
 // charges and positions) on molecule tables, from scratch or --init-from a model directory.
 func runTrainMolecules(ctx context.Context, env *Env, f *trainFlags, set map[string]bool) error {
 	f.qm9Defaults(set)
-	if f.model != "enf" && f.model != train.QM9Kind {
+	if !train.TrainsMolecules(f.model) {
 		return fmt.Errorf("%w: --model %s: --dataset %s trains the molecule E-NF only", ErrUsage, f.model, f.dataset)
 	}
 	if f.jsSamples > 0 {

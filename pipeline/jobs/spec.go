@@ -131,8 +131,9 @@ var knownDatasets = []string{DatasetDW4, DatasetLJ13, DatasetQM9, DatasetQM9Posi
 // isParticle reports whether ds is a particle system (DW4, LJ13).
 func isParticle(ds string) bool { return ds == DatasetDW4 || ds == DatasetLJ13 }
 
-// hasAtomTypes reports whether ds holds molecules with atom types (QM9 or a user's own).
-func hasAtomTypes(ds string) bool { return ds == DatasetQM9 || ds == DatasetMolecules }
+// hasAtomTypes reports whether ds holds molecules with atom types (QM9 or a user's own): the
+// molecule systems of enflow train.
+func hasAtomTypes(ds string) bool { return train.IsMoleculeSystem(ds) }
 
 // isMolecular reports whether ds is a QM9 variant.
 func isMolecular(ds string) bool { return ds == DatasetQM9 || ds == DatasetQM9Positional }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/enflow/enflow/pipeline/train"
 )
 
 // Unit is one schedulable piece of work: a training run, or one evaluation of a training run
@@ -400,20 +402,16 @@ func (s Shard) Contains(u *Unit) bool {
 // {ds}_{train,val,test}.parquet for DW4/LJ13, and the QM9 ETL's names
 // {qm9_positional,qm9,molecules}_{train,valid,test}.parquet for the molecule datasets.
 func splitInputs(dir, ds string) ([]Input, error) {
-	base, val := ds, "val"
-	switch ds {
-	case DatasetQM9Positional:
-		base, val = "qm9_positional", "valid"
-	case DatasetQM9, DatasetMolecules:
-		val = "valid"
+	path := func(split string) string { return filepath.Join(dir, ds+"_"+split+".parquet") }
+	switch {
+	case ds == DatasetQM9Positional:
+		path = func(split string) string { return train.MoleculeSplitPath(dir, "qm9_positional", split) }
+	case hasAtomTypes(ds):
+		path = func(split string) string { return train.MoleculeSplitPath(dir, ds, split) }
 	}
 	var out []Input
 	for _, split := range []string{"train", "val", "test"} {
-		file := split
-		if split == "val" {
-			file = val
-		}
-		in, err := hashInput(split, filepath.Join(dir, base+"_"+file+".parquet"))
+		in, err := hashInput(split, path(split))
 		if err != nil {
 			return nil, err
 		}

@@ -172,7 +172,7 @@ func DefaultSpec(sys string, nodes, dim int) ModelSpec {
 // bound also covers atom types and charges.
 func (s *ModelSpec) DensityDims() int {
 	switch {
-	case s.System == SystemQM9 || s.System == SystemMolecules:
+	case IsMoleculeSystem(s.System):
 		return 0
 	case s.Kind == RealNVPKind:
 		return s.Nodes * s.Dim

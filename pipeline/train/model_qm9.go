@@ -24,6 +24,14 @@ const (
 	SystemMolecules = "molecules"
 )
 
+// IsMoleculeSystem reports whether system is one of the molecule systems with atom types
+// (QM9 or a user's molecules), which the molecule E-NF trains on.
+func IsMoleculeSystem(system string) bool { return system == SystemQM9 || system == SystemMolecules }
+
+// TrainsMolecules reports whether the --model value model trains on the molecule systems:
+// only the molecule E-NF, named "enf" (as on every dataset) or by its kind.
+func TrainsMolecules(model string) bool { return model == "enf" || model == QM9Kind }
+
 func init() { RegisterModel(QM9Kind, newQM9Model) }
 
 // DefaultQM9Spec is the published en_flows QM9 model (args.pickle, REFERENCE §4.1) for
