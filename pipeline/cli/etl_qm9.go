@@ -281,10 +281,14 @@ func (s *qm9Sink) write(m *molecule.Molecule) error {
 		s.counts = map[string]int{}
 		s.positionalCounts = map[string]int{}
 	}
-	if s.resplitAll {
+	pm := m // the row of the QM9 Positional table; its split column says the file it is in
+	if s.resplit != nil {
 		c := *m
 		c.Split = resplitOf(m.ID, s.resplitSeed, s.resplit)
-		m = &c
+		pm = &c
+		if s.resplitAll {
+			m = &c
+		}
 	}
 	if err := s.writeTo("qm9_"+m.Split, m); err != nil {
 		return err
@@ -293,17 +297,10 @@ func (s *qm9Sink) write(m *molecule.Molecule) error {
 	s.molecules++
 	s.atoms += m.NAtoms()
 	if s.positional && qm9.IsPositional(m) {
-		split, pm := m.Split, m
-		if s.resplit != nil && !s.resplitAll {
-			// The row's split column says the file it is in.
-			c := *m
-			c.Split = resplitOf(m.ID, s.resplitSeed, s.resplit)
-			split, pm = c.Split, &c
-		}
-		if err := s.writeTo("qm9_positional_"+split, pm); err != nil {
+		if err := s.writeTo("qm9_positional_"+pm.Split, pm); err != nil {
 			return err
 		}
-		s.positionalCounts[split]++
+		s.positionalCounts[pm.Split]++
 	}
 	return nil
 }
