@@ -35,6 +35,8 @@ import (
 
 	"github.com/enflow/enflow/etl/atomicfile"
 	"github.com/enflow/enflow/pipeline/jobs"
+
+	"gonum.org/v1/gonum/stat"
 )
 
 //go:embed templates/*.tmpl
@@ -415,25 +417,20 @@ func (ix *index) aggregateOf(kind, dataset, model, label string, nData int64, va
 // meanStd is the sample mean and standard deviation (n−1; 0 for one value) of the values of
 // xs that are not NaN, and how many there were (NaN, NaN, 0 for none).
 func meanStd(xs []float64) (mean, std float64, n int) {
+	vals := make([]float64, 0, len(xs))
 	for _, x := range xs {
 		if !math.IsNaN(x) {
-			mean += x
-			n++
+			vals = append(vals, x)
 		}
 	}
-	if n == 0 {
+	switch len(vals) {
+	case 0:
 		return math.NaN(), math.NaN(), 0
+	case 1:
+		return vals[0], 0, 1
 	}
-	mean /= float64(n)
-	for _, x := range xs {
-		if !math.IsNaN(x) {
-			std += (x - mean) * (x - mean)
-		}
-	}
-	if n > 1 {
-		std = math.Sqrt(std / float64(n-1))
-	}
-	return mean, std, n
+	mean, std = stat.MeanStdDev(vals, nil)
+	return mean, std, len(vals)
 }
 
 // largestNData returns the largest n_data of matching units (−1: none; 0: standalone units).

@@ -11,6 +11,8 @@ import (
 	"github.com/enflow/enflow/etl/particles"
 	"github.com/enflow/enflow/etl/table"
 	"github.com/enflow/enflow/pipeline/metrics"
+
+	"gonum.org/v1/gonum/stat"
 )
 
 // Metric is one computed number of a unit, with optional JSON detail.
@@ -174,23 +176,15 @@ func quantile(sorted []float64, q float64) float64 {
 	return sorted[i]*(1-f) + sorted[i+1]*f
 }
 
+// meanStd is the sample mean and standard deviation (n−1; 0 for one value) of xs (NaN for none).
 func meanStd(xs []float64) (mean, std float64) {
-	if len(xs) == 0 {
+	switch len(xs) {
+	case 0:
 		return math.NaN(), math.NaN()
+	case 1:
+		return xs[0], 0
 	}
-	for _, x := range xs {
-		mean += x
-	}
-	mean /= float64(len(xs))
-	for _, x := range xs {
-		std += (x - mean) * (x - mean)
-	}
-	if len(xs) > 1 {
-		std = math.Sqrt(std / float64(len(xs)-1))
-	} else {
-		std = 0
-	}
-	return mean, std
+	return stat.MeanStdDev(xs, nil)
 }
 
 // StabilityMetrics computes atom and molecule stability (REFERENCE §3.1) of a molecule table,
